@@ -1,0 +1,193 @@
+"""One-hidden-layer tanh MLPs, single and stacked.
+
+The paper's teacher (d -> 500 -> 1), students (d -> 25|50 -> 1) and the
+generator of Kang & Kang (2021) (50 -> 500 -> d) are all ``Linear -> tanh ->
+Linear``. :class:`MLPStack` holds R independent such networks ("replicas") in
+one flat ``(R, P)`` parameter tensor, so that one batched matmul serves every
+replica and one fused optimizer step updates them all. Its gradients are written
+out by hand: for these tiny networks autograd's per-node bookkeeping costs more
+than the arithmetic. :func:`mlp_module` builds the plain ``nn.Module`` used by
+the one-model reference loop; both are initialised from the same draws by
+:func:`init_mlp_params`, which is how equivalence tests compare them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def tanh_(z: torch.Tensor) -> torch.Tensor:
+    """In-place tanh. On CPU numpy's vectorised tanh is ~7x faster than torch's here."""
+    if z.device.type == "cpu" and z.dtype == torch.float32 and z.is_contiguous() and not z.requires_grad:
+        arr = z.numpy()
+        np.tanh(arr, out=arr)
+        return z
+    return z.tanh_()
+
+
+def init_mlp_params(d_in: int, hidden: int, d_out: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Draw one network's parameters as ``nn.Linear`` does by default.
+
+    ``nn.Linear`` uses kaiming-uniform with a = sqrt(5) for the weight, which is
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and the same bound for the bias. Drawing
+    them here from an explicit generator, in a fixed order, lets the batched and
+    the reference implementations start from identical weights.
+
+    Returns:
+        ``{"w1": (hidden, d_in), "b1": (hidden,), "w2": (d_out, hidden), "b2": (d_out,)}``
+        in ``nn.Linear`` layout.
+    """
+
+    def uniform(shape, fan_in):
+        bound = 1.0 / math.sqrt(fan_in)
+        return torch.rand(shape, generator=generator) * (2 * bound) - bound
+
+    return {
+        "w1": uniform((hidden, d_in), d_in),
+        "b1": uniform((hidden,), d_in),
+        "w2": uniform((d_out, hidden), hidden),
+        "b2": uniform((d_out,), hidden),
+    }
+
+
+def mlp_module(params: dict[str, torch.Tensor]) -> nn.Sequential:
+    """A plain ``Linear -> Tanh -> Linear`` module holding copies of ``params``."""
+    hidden, d_in = params["w1"].shape
+    d_out = params["w2"].shape[0]
+    net = nn.Sequential(nn.Linear(d_in, hidden), nn.Tanh(), nn.Linear(hidden, d_out))
+    with torch.no_grad():
+        net[0].weight.copy_(params["w1"])
+        net[0].bias.copy_(params["b1"])
+        net[2].weight.copy_(params["w2"])
+        net[2].bias.copy_(params["b2"])
+    return net
+
+
+def module_params(net: nn.Sequential) -> dict[str, torch.Tensor]:
+    """Inverse of :func:`mlp_module`: detached copies in ``nn.Linear`` layout."""
+    return {
+        "w1": net[0].weight.detach().clone(),
+        "b1": net[0].bias.detach().clone(),
+        "w2": net[2].weight.detach().clone(),
+        "b2": net[2].bias.detach().clone(),
+    }
+
+
+@dataclass
+class Cache:
+    """What a forward pass keeps for the backward pass."""
+
+    x: torch.Tensor  # (R, n, d_in)
+    a1: torch.Tensor  # (R, n, hidden), tanh activations
+
+
+class MLPStack:
+    """R independent ``Linear(d_in, h) -> tanh -> Linear(h, d_out)`` networks.
+
+    Parameters live in ``self.flat`` of shape ``(R, P)``; ``w1 (R, d_in, h)``,
+    ``b1 (R, 1, h)``, ``w2 (R, h, d_out)``, ``b2 (R, 1, d_out)`` are views of it
+    (weights stored transposed relative to ``nn.Linear`` so that ``x @ w1`` needs
+    no transpose). Inputs are ``(R, n, d_in)``; replica r only ever sees row r.
+    """
+
+    def __init__(self, d_in: int, hidden: int, d_out: int, replicas: int, device="cpu", flat=None):
+        self.d_in, self.hidden, self.d_out, self.replicas = d_in, hidden, d_out, replicas
+        self.device = torch.device(device)
+        self.sizes = [d_in * hidden, hidden, hidden * d_out, d_out]
+        self.n_params = sum(self.sizes)
+        if flat is None:
+            flat = torch.zeros(replicas, self.n_params, device=self.device)
+        if flat.shape != (replicas, self.n_params):
+            raise ValueError(f"flat parameters have shape {tuple(flat.shape)}, expected {(replicas, self.n_params)}")
+        self.flat = flat
+        self.w1, self.b1, self.w2, self.b2 = self.views(flat)
+
+    # -- layout -------------------------------------------------------------
+    def views(self, flat: torch.Tensor):
+        """Split an ``(R, P)`` tensor (parameters or gradients) into the four shaped views."""
+        r, (d, h, o) = flat.shape[0], (self.d_in, self.hidden, self.d_out)
+        parts = torch.split(flat, self.sizes, dim=1)
+        return (
+            parts[0].view(r, d, h),
+            parts[1].view(r, 1, h),
+            parts[2].view(r, h, o),
+            parts[3].view(r, 1, o),
+        )
+
+    @classmethod
+    def from_params(cls, params: list[dict[str, torch.Tensor]], device="cpu") -> "MLPStack":
+        """Stack per-replica parameter dicts (``nn.Linear`` layout) into one stack."""
+        hidden, d_in = params[0]["w1"].shape
+        d_out = params[0]["w2"].shape[0]
+        stack = cls(d_in, hidden, d_out, len(params), device)
+        with torch.no_grad():
+            for r, p in enumerate(params):
+                stack.w1[r].copy_(p["w1"].t())
+                stack.b1[r, 0].copy_(p["b1"])
+                stack.w2[r].copy_(p["w2"].t())
+                stack.b2[r, 0].copy_(p["b2"])
+        return stack
+
+    @classmethod
+    def init(cls, d_in, hidden, d_out, generators: list[torch.Generator], device="cpu") -> "MLPStack":
+        """Fresh networks, replica r initialised from ``generators[r]``."""
+        return cls.from_params([init_mlp_params(d_in, hidden, d_out, g) for g in generators], device)
+
+    def replica_params(self, r: int, flat: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Replica r's parameters in ``nn.Linear`` layout (from ``flat`` if given, e.g. a best copy)."""
+        w1, b1, w2, b2 = self.views(self.flat if flat is None else flat)
+        return {
+            "w1": w1[r].t().detach().cpu().clone(),
+            "b1": b1[r, 0].detach().cpu().clone(),
+            "w2": w2[r].t().detach().cpu().clone(),
+            "b2": b2[r, 0].detach().cpu().clone(),
+        }
+
+    # -- compute ------------------------------------------------------------
+    def forward(self, x: torch.Tensor, flat: torch.Tensor | None = None, keep: bool = False):
+        """Outputs ``(R, n, d_out)``; with ``keep`` also the :class:`Cache` for backward."""
+        w1, b1, w2, b2 = (self.w1, self.b1, self.w2, self.b2) if flat is None else self.views(flat)
+        a1 = tanh_(torch.baddbmm(b1, x, w1))
+        out = torch.baddbmm(b2, a1, w2)
+        return (out, Cache(x, a1)) if keep else out
+
+    def predict(self, x: torch.Tensor, flat: torch.Tensor | None = None) -> torch.Tensor:
+        """Scalar outputs ``(R, n)`` for single-output networks."""
+        return self.forward(x, flat).squeeze(-1)
+
+    def _grad_hidden(self, cache: Cache, g_out: torch.Tensor) -> torch.Tensor:
+        # d loss / d pre-activation of the hidden layer: (g_out @ w2^T) * (1 - a1^2)
+        ga1 = torch.bmm(g_out, self.w2.transpose(1, 2))
+        return ga1.sub_(ga1 * cache.a1 * cache.a1)
+
+    def backward(self, cache: Cache, g_out: torch.Tensor, params: bool = True, inputs: bool = False):
+        """Back-propagate ``g_out`` (d loss / d output, ``(R, n, d_out)`` or ``(R, n)``).
+
+        Returns:
+            ``(grad_flat or None, grad_x or None)``: parameter gradients as an
+            ``(R, P)`` tensor laid out like ``self.flat``, and/or the gradient
+            with respect to the inputs, ``(R, n, d_in)``.
+        """
+        if g_out.dim() == 2:
+            g_out = g_out.unsqueeze(-1)
+        gz1 = self._grad_hidden(cache, g_out)
+        grad = gx = None
+        if params:
+            grad = torch.empty_like(self.flat)
+            gw1, gb1, gw2, gb2 = self.views(grad)
+            gw1.copy_(torch.bmm(cache.x.transpose(1, 2), gz1))
+            gb1.copy_(gz1.sum(1, keepdim=True))
+            gw2.copy_(torch.bmm(cache.a1.transpose(1, 2), g_out))
+            gb2.copy_(g_out.sum(1, keepdim=True))
+        if inputs:
+            gx = torch.bmm(gz1, self.w1.transpose(1, 2))
+        return grad, gx
+
+    def flops_forward(self, n: int) -> float:
+        """Multiply-add FLOPs of one forward pass over n rows, per replica."""
+        return 2.0 * n * (self.d_in * self.hidden + self.hidden * self.d_out)
