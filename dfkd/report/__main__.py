@@ -1,0 +1,120 @@
+"""Command line: rebuild the paper tables from records, without training.
+
+Usage::
+
+    python -m dfkd.report [--records results/records] [--out results/tables]
+                          [--tables table3,table4] [--data-dir data]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from dfkd.errors import ConfigError, DfkdError
+from dfkd.report.records import RecordWarning, load_records
+from dfkd.report.tables import fidelity, load_table_specs, render_markdown, summarize, write_table
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line, like every other user error."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def _parse(argv):
+    parser = _Parser(prog="python -m dfkd.report",
+                     description="Rebuild the paper's tables (Markdown and CSV) from distillation records.")
+    parser.add_argument("--records", default="results/records", type=Path,
+                        help="records root, searched recursively for *.json (default: %(default)s)")
+    parser.add_argument("--out", default="results/tables", type=Path,
+                        help="output folder for <table>.md and <table>.csv (default: %(default)s)")
+    parser.add_argument("--tables", default=None,
+                        help="comma-separated table names (default: every experiments/table*.py)")
+    parser.add_argument("--data-dir", default="data", type=Path,
+                        help="dataset folder, to tell 'not run' from 'data missing' (default: %(default)s)")
+    return parser.parse_args(argv)
+
+
+def _data_status(datasets, data_dir: Path) -> dict[str, bool]:
+    """Which datasets have their files; a dataset whose status is unknown is left out."""
+    try:
+        from dfkd.data import load_spec
+    except ImportError:
+        return {}
+    status = {}
+    for name in datasets:
+        try:
+            status[name] = bool(load_spec(name).available(data_dir))
+        except Exception:  # noqa: BLE001
+            # The report must not fail on a registry problem; leaving the dataset
+            # out makes its empty row read "not run" instead of claiming missing data.
+            continue
+    return status
+
+
+def _load(records_root: Path):
+    # Collect the loader's warnings so each prints as one "warning:" line, not
+    # the two-line file:lineno form of the default handler.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RecordWarning)
+        df = load_records(records_root)
+    for w in caught:
+        if issubclass(w.category, RecordWarning):
+            print(f"warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return df
+
+
+def run(args) -> int:
+    """Build and write the requested tables; return the exit status."""
+    specs = load_table_specs()
+    if not specs:
+        raise ConfigError("no table specs found in experiments/table*.py")
+    if args.tables:
+        names = [n.strip() for n in args.tables.split(",") if n.strip()]
+        unknown = [n for n in names if n not in specs]
+        if unknown:
+            raise ConfigError(f"unknown table {', '.join(unknown)}; known: {', '.join(specs)}")
+    else:
+        names = list(specs)
+
+    df = _load(args.records)
+    if df.empty:
+        print(f"no records under {args.records}: produce them with `make table3` / `make table4` "
+              "(full protocol) or `make quick` (reduced budget); writing tables with every cell not run")
+
+    datasets = sorted({d for n in names for d in specs[n]["datasets"]})
+    status = _data_status(datasets, args.data_dir)
+    for name in names:
+        spec = specs[name]
+        summary = summarize(df, spec)
+        md_path, csv_path = write_table(render_markdown(summary, spec, status), summary, args.out, name)
+        fid = fidelity(summary)
+        if fid["n_run"] == 0:
+            line = f"{name}: no cells run ({fid['n_cells']} not run)"
+        else:
+            line = (f"{name}: {fid['within']} of {fid['n_run']} run cells within 2 paper stds "
+                    f"({fid['n_cells'] - fid['n_run']} of {fid['n_cells']} not run)")
+        if fid["outside"]:
+            line += "; outside: " + ", ".join(f"{d}/{c} ({z:+.1f}σ)" for d, c, z in fid["outside"])
+        print(f"{line} -> {md_path}, {csv_path}")
+    return 0
+
+
+def main(argv=None) -> int:
+    """Entry point; user mistakes print one ``error:`` line and return 2."""
+    args = _parse(argv)
+    try:
+        return run(args)
+    except DfkdError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,508 @@
+"""Aggregate records into paper tables and render them as Markdown and CSV.
+
+A *table spec* is the ``TABLE`` dict of an ``experiments/table*.py`` module:
+``name``, ``title``, ``student``, ``columns`` (list of ``(label, variant)``,
+variant ``None`` for the teacher), ``datasets`` and ``paper``
+(``{dataset: {label: (mean, std)}}``); optionally ``metric`` (default
+``"test_rmse"``), ``teacher_metric`` (default ``"teacher_" + metric``) and
+``last_metric`` (default ``"test_rmse_last"``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dfkd.errors import ConfigError
+
+#: Columns of the long-form summary (and of the CSV), in order.
+SUMMARY_COLUMNS = [
+    "dataset", "column", "variant", "n_ok", "n_failed", "mean", "std",
+    "paper_mean", "paper_std", "z", "last_mean", "last_std",
+]
+
+#: |z| above which a cell is flagged as far from the paper.
+Z_FLAG = 2.0
+
+_TEACHER = "teacher"
+_REQUIRED_KEYS = ("name", "title", "student", "columns", "datasets", "paper")
+
+# The claims of SPEC section 5 that Tables 3/4 can test. "beats": a < b.
+# "degrades": a (alpha = 1) against b (decreasing alpha), by relative change.
+CLAIMS = [
+    dict(kind="beats", a="direct/decreasing", b="random/0",
+         text="Direct optimizer (decreasing α) beats random sampling", spec="6 of 7"),
+    dict(kind="beats", a="direct/decreasing", b="generator/decreasing",
+         text="Direct optimizer (decreasing α) beats the generator (decreasing α)", spec="5 of 7"),
+    dict(kind="degrades", a="generator/1", b="generator/decreasing",
+         text="With α = 1 the generator degrades: generator/1 against generator/decreasing",
+         spec="degrades badly"),
+    dict(kind="degrades", a="direct/1", b="direct/decreasing",
+         text="With α = 1 direct optimization holds up: direct/1 against direct/decreasing",
+         spec="does not degrade"),
+]
+
+
+# --------------------------------------------------------------------------- specs
+
+def validate_spec(spec: dict, origin: str = "table spec") -> dict:
+    """Check a table spec's shape; raise :class:`ConfigError` naming ``origin`` if wrong.
+
+    Args:
+        spec: The ``TABLE`` dict.
+        origin: Where it came from, for the error message.
+
+    Returns:
+        The same dict.
+    """
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{origin}: TABLE must be a dict, got {type(spec).__name__}")
+    missing = [k for k in _REQUIRED_KEYS if k not in spec]
+    if missing:
+        raise ConfigError(f"{origin}: TABLE lacks {', '.join(missing)}")
+    for col in spec["columns"]:
+        if not (isinstance(col, (tuple, list)) and len(col) == 2):
+            raise ConfigError(f"{origin}: each column must be (label, variant or None), got {col!r}")
+    return spec
+
+
+def load_table_specs(experiments_dir=None) -> dict[str, dict]:
+    """Discover the table specs in ``experiments/table*.py``.
+
+    Each module is loaded from its file (the folder need not be importable)
+    and its module-level ``TABLE`` read; modules without one are skipped.
+
+    Args:
+        experiments_dir: Folder to scan; default ``experiments/`` at the
+            repository root (beside the ``dfkd`` package).
+
+    Returns:
+        ``{name: spec}`` sorted by name.
+    """
+    if experiments_dir is None:
+        import dfkd
+
+        experiments_dir = Path(dfkd.__file__).resolve().parents[1] / "experiments"
+    experiments_dir = Path(experiments_dir)
+    specs = {}
+    for path in sorted(experiments_dir.glob("table*.py")):
+        # A private module name keeps these data files out of sys.modules' namespace.
+        mod_spec = importlib.util.spec_from_file_location(f"_dfkd_experiment_{path.stem}", path)
+        module = importlib.util.module_from_spec(mod_spec)
+        mod_spec.loader.exec_module(module)
+        table = getattr(module, "TABLE", None)
+        if table is None:
+            continue
+        validate_spec(table, origin=str(path))
+        specs[table["name"]] = table
+    return dict(sorted(specs.items()))
+
+
+# ----------------------------------------------------------------------- summarize
+
+def _table_rows(df: pd.DataFrame, spec: dict) -> pd.DataFrame:
+    """Records belonging to this table: distillation runs of its student and datasets."""
+    if df.empty:
+        return df
+    kind = df["kind"]
+    mask = (kind.isna() | (kind == "distill")) & (df["student"] == spec["student"])
+    return df[mask & df["dataset"].isin(spec["datasets"])]
+
+
+def _latest_per_run(rows: pd.DataFrame) -> pd.DataFrame:
+    """Keep the newest record per (dataset, student, variant, seed).
+
+    A rerun of a failed or stale seed writes a newer record; counting both
+    would show "n=10, 1 failed" for a seed that has since succeeded.
+    """
+    if rows.empty:
+        return rows
+    order = rows.assign(_created=rows["created"].fillna("").astype(str)).sort_values(["_created", "path"])
+    return order.drop_duplicates(["dataset", "student", "variant", "seed"], keep="last").drop(columns="_created")
+
+
+def _finite(series: pd.Series) -> pd.Series:
+    values = pd.to_numeric(series, errors="coerce").astype(float)
+    return values.where(np.isfinite(values))
+
+
+def _mean_std(values) -> tuple[float, float]:
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
+        return math.nan, math.nan
+    # Population std (ddof 0): the paper's convention, so z compares like with like.
+    return float(values.mean()), float(values.std(ddof=0))
+
+
+def summarize(df: pd.DataFrame, table_spec: dict) -> pd.DataFrame:
+    """Aggregate records into one row per (dataset, column) of a table.
+
+    Only records of the table's student, datasets and kind ``distill`` count.
+    Per (dataset, student, variant, seed) the newest record wins. For a variant
+    column, records with status ``ok`` and a finite metric are averaged and
+    every other record counts as failed. The Teacher column takes one value
+    per distinct seed (the teacher is shared by all variants of a seed).
+
+    Args:
+        df: Output of :func:`dfkd.report.load_records`.
+        table_spec: A ``TABLE`` dict.
+
+    Returns:
+        Long form with :data:`SUMMARY_COLUMNS`: ``mean``/``std`` (population)
+        of the metric, the paper's ``paper_mean``/``paper_std``,
+        ``z = (mean - paper_mean) / paper_std``, and ``last_mean``/``last_std``
+        of the last-epoch student (SPEC section 6). ``attrs["source"]`` holds
+        provenance for :func:`render_markdown`.
+    """
+    spec = validate_spec(table_spec)
+    metric = spec.get("metric", "test_rmse")
+    teacher_metric = spec.get("teacher_metric", f"teacher_{metric}")
+    last_metric = spec.get("last_metric", "test_rmse_last")
+
+    rows = _table_rows(df, spec)
+    n_found = len(rows)
+    rows = _latest_per_run(rows)
+
+    out = []
+    for dataset in spec["datasets"]:
+        d = rows[rows["dataset"] == dataset] if not rows.empty else rows
+        paper_row = spec["paper"].get(dataset, {})
+        for label, variant in spec["columns"]:
+            last_values = []
+            if variant is None:
+                if d.empty:
+                    values, n_failed = [], 0
+                else:
+                    per_seed = _finite(d[teacher_metric]).groupby(d["seed"]).mean()
+                    values = per_seed.dropna().to_numpy()
+                    n_failed = int(per_seed.isna().sum())
+            else:
+                v = d[d["variant"] == variant] if not d.empty else d
+                if v.empty:
+                    values, n_failed = [], 0
+                else:
+                    metric_values = _finite(v[metric])
+                    good = (v["status"] == "ok") & metric_values.notna()
+                    values = metric_values[good].to_numpy()
+                    n_failed = int((~good).sum())
+                    last_values = _finite(v.loc[good, last_metric]).dropna().to_numpy() \
+                        if last_metric in v.columns else []
+            mean, std = _mean_std(values)
+            last_mean, last_std = _mean_std(last_values)
+            paper_mean, paper_std = paper_row.get(label, (math.nan, math.nan))
+            z = (mean - paper_mean) / paper_std if paper_std and paper_std > 0 else math.nan
+            out.append(dict(
+                dataset=dataset, column=label, variant=_TEACHER if variant is None else variant,
+                n_ok=len(values), n_failed=n_failed, mean=mean, std=std,
+                paper_mean=float(paper_mean), paper_std=float(paper_std),
+                z=float(z) if math.isfinite(z) else math.nan,
+                last_mean=last_mean, last_std=last_std,
+            ))
+    summary = pd.DataFrame(out, columns=SUMMARY_COLUMNS)
+
+    def _distinct(col):
+        if rows.empty or col not in rows.columns:
+            return []
+        return sorted({str(x) for x in rows[col].dropna()})
+
+    summary.attrs["source"] = dict(
+        root=df.attrs.get("root"),
+        n_total=len(df),
+        n_records=len(rows),
+        n_superseded=n_found - len(rows),
+        n_skipped=len(df.attrs.get("skipped", [])),
+        experiments=_distinct("experiment"),
+        epochs=_distinct("epochs"),
+        student=spec["student"],
+    )
+    return summary
+
+
+# ------------------------------------------------------------- fidelity and claims
+
+def fidelity(summary: pd.DataFrame, threshold: float = Z_FLAG) -> dict:
+    """How many run cells lie within ``threshold`` paper stds of the paper's mean.
+
+    Args:
+        summary: Output of :func:`summarize`.
+        threshold: Allowed |z|.
+
+    Returns:
+        ``dict(within, n_run, n_cells, outside)``; ``outside`` lists
+        ``(dataset, column, z)``. Cells count as run when they have a z.
+    """
+    run = summary[summary["z"].notna()]
+    outside_rows = run[run["z"].abs() > threshold]
+    return dict(
+        within=int(len(run) - len(outside_rows)),
+        n_run=int(len(run)),
+        n_cells=int(len(summary)),
+        outside=[(r.dataset, r.column, float(r.z)) for r in outside_rows.itertuples()],
+    )
+
+
+def _compare(pairs, kind):
+    """Count wins (beats) or degradations, and the median relative change in percent."""
+    if not pairs:
+        return 0, math.nan
+    a = np.array([p[0] for p in pairs])
+    b = np.array([p[1] for p in pairs])
+    k = int(np.sum(a < b)) if kind == "beats" else int(np.sum(a > b))
+    return k, float(np.median((a - b) / b * 100.0))
+
+
+def evaluate_claims(summary: pd.DataFrame, table_spec: dict) -> list[dict]:
+    """Evaluate the SPEC section 5 claims on our numbers and on the paper's.
+
+    A claim is skipped when the table lacks one of its two variants. Ours
+    are counted over the datasets where both variants were run; the paper's
+    over the same datasets (``paper_k``) and over all its datasets
+    (``paper_k_all`` of ``paper_n_all``).
+
+    Args:
+        summary: Output of :func:`summarize`.
+        table_spec: The same table spec.
+
+    Returns:
+        One dict per claim: ``text``, ``kind``, ``a``, ``b``, ``spec`` (the
+        paper's wording), ``datasets`` (run), ``n``, ``k``, ``median_pct``,
+        ``paper_k``, ``paper_median_pct``, ``paper_k_all``, ``paper_n_all``,
+        ``paper_median_pct_all``. ``k`` counts a < b for "beats" and a > b for
+        "degrades"; medians are of (a - b) / b in percent.
+    """
+    variants = {v for _, v in table_spec["columns"]}
+    results = []
+    for claim in CLAIMS:
+        if claim["a"] not in variants or claim["b"] not in variants:
+            continue
+        by = summary.set_index(["dataset", "variant"])
+        ours, paper_same, paper_all, run = [], [], [], []
+        for dataset in table_spec["datasets"]:
+            ra, rb = by.loc[(dataset, claim["a"])], by.loc[(dataset, claim["b"])]
+            has_paper = np.isfinite([ra.paper_mean, rb.paper_mean]).all()
+            if has_paper:
+                paper_all.append((ra.paper_mean, rb.paper_mean))
+            if ra.n_ok > 0 and rb.n_ok > 0:
+                run.append(dataset)
+                ours.append((ra["mean"], rb["mean"]))
+                if has_paper:
+                    paper_same.append((ra.paper_mean, rb.paper_mean))
+        k, med = _compare(ours, claim["kind"])
+        pk, pmed = _compare(paper_same, claim["kind"])
+        pk_all, pmed_all = _compare(paper_all, claim["kind"])
+        results.append(dict(
+            claim, datasets=run, n=len(ours), k=k, median_pct=med,
+            paper_k=pk, paper_n=len(paper_same), paper_median_pct=pmed,
+            paper_k_all=pk_all, paper_n_all=len(paper_all), paper_median_pct_all=pmed_all,
+        ))
+    return results
+
+
+# -------------------------------------------------------------------------- render
+
+def _num(x: float) -> str:
+    return f"{x:.4f}"
+
+
+def _paper_num(x: float) -> str:
+    # Four decimals like the paper, but never drop a digit it printed (0.15534).
+    s = f"{x:.4f}"
+    return s if float(s) == x else repr(x)
+
+
+def _pct(x: float) -> str:
+    return f"{x:+.1f} %" if math.isfinite(x) else "n/a"
+
+
+def _describe_experiments(labels: list[str]) -> str:
+    if not labels:
+        return "none"
+    parts = []
+    for label in labels:
+        if label == "quick":
+            parts.append("quick: reduced budget, not comparable to the paper")
+        else:
+            parts.append(label)
+    return "; ".join(parts)
+
+
+def _cell(row, not_run_text: str) -> str:
+    if row.n_ok > 0:
+        n = f"{row.n_ok}, {row.n_failed} failed" if row.n_failed else f"{row.n_ok}"
+        ours = f"{_num(row['mean'])} ± {_num(row['std'])} ({n})"
+    elif row.n_failed > 0:
+        ours = f"all {row.n_failed} failed"
+    else:
+        ours = not_run_text
+    if not math.isfinite(row.paper_mean):
+        return ours
+    paper = f"paper {_paper_num(row.paper_mean)} ± {_paper_num(row.paper_std)}"
+    if math.isfinite(row.z):
+        # "or 0.0" turns a rounded -0.0 into +0.0, which reads as agreement.
+        z = f"{(round(row.z, 1) or 0.0):+.1f}σ"
+        if abs(row.z) > Z_FLAG:
+            z = f"**{z}** ⚠"
+        paper += f" · {z}"
+    return f"{ours}<br>{paper}"
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return lines
+
+
+def render_markdown(summary: pd.DataFrame, table_spec: dict, data_status: dict[str, bool],
+                    source: dict | None = None) -> str:
+    """Render a summarized table, its fidelity, the claims and the §6 comparison.
+
+    Args:
+        summary: Output of :func:`summarize`.
+        table_spec: The same table spec.
+        data_status: ``{dataset: data available}``; a dataset absent from it
+            counts as available. Decides "not run (data missing)" against
+            "not run" for datasets without any record.
+        source: Provenance (records root, counts, experiment labels); default
+            ``summary.attrs["source"]``.
+
+    Returns:
+        Markdown text ending in a newline.
+    """
+    spec = table_spec
+    source = source if source is not None else summary.attrs.get("source", {})
+    root = source.get("root") or "?"
+    by = summary.set_index(["dataset", "column"])
+
+    lines = [f"# {spec['title']}", ""]
+    if source.get("n_records", 0) == 0:
+        lines.append(
+            f"Source: no records for student {spec['student']} under `{root}`; every cell is not run. "
+            f"Produce records with `make {spec['name']}` (full protocol) or `make quick` (reduced budget), "
+            "then `python -m dfkd.report`."
+        )
+    else:
+        extras = []
+        if source.get("epochs"):
+            extras.append(f"configured epochs {', '.join(source['epochs'])}")
+        if source.get("n_superseded"):
+            extras.append(f"{source['n_superseded']} older records superseded by reruns")
+        if source.get("n_skipped"):
+            extras.append(f"{source['n_skipped']} unreadable files skipped")
+        lines.append(
+            f"Source: {source['n_records']} records for student {spec['student']} "
+            f"(of {source.get('n_total', '?')}) under `{root}`; experiment: "
+            f"{_describe_experiments(source.get('experiments', []))}"
+            + (f" ({'; '.join(extras)})" if extras else "") + "."
+        )
+        if "quick" in source.get("experiments", []):
+            lines += ["", "> **quick: reduced budget, not comparable to the paper.**"]
+    lines += [
+        "",
+        "Each cell: our mean ± population std (seeds run) over the paper's mean ± std, and our "
+        f"difference in paper stds; **bold** ⚠ where it exceeds {Z_FLAG:g}σ.",
+        "",
+    ]
+
+    header = ["Dataset"] + [label for label, _ in spec["columns"]]
+    body = []
+    for dataset in spec["datasets"]:
+        d = summary[summary["dataset"] == dataset]
+        no_records = int((d["n_ok"] + d["n_failed"]).sum()) == 0
+        not_run = "not run (data missing)" if no_records and data_status.get(dataset, True) is False \
+            else "not run"
+        body.append([dataset] + [_cell(by.loc[(dataset, label)], not_run) for label, _ in spec["columns"]])
+    lines += _md_table(header, body)
+
+    fid = fidelity(summary)
+    lines.append("")
+    if fid["n_run"] == 0:
+        lines.append(f"**Fidelity:** no cells run (0 of {fid['n_cells']}).")
+    else:
+        text = (f"**Fidelity:** {fid['within']} of {fid['n_run']} run cells within {Z_FLAG:g} paper stds "
+                f"of the paper's mean ({fid['n_cells'] - fid['n_run']} of {fid['n_cells']} not run).")
+        if fid["outside"]:
+            text += " Outside: " + ", ".join(f"{ds} / {col} ({z:+.1f}σ)" for ds, col, z in fid["outside"]) + "."
+        lines.append(text)
+
+    claims = evaluate_claims(summary, spec)
+    if claims:
+        lines += ["", "## Claims (SPEC section 5)", ""]
+        for c in claims:
+            lines.append(f"- {_claim_line(c)}")
+
+    lines += ["", "## Data-free checkpoint selection (SPEC §6)", "",
+              "The published protocol picks the student checkpoint on real validation labels "
+              "(best-validation); the last-epoch student uses no real data. Mean test RMSE over "
+              "the seeds run: best-validation / last epoch (relative change of last vs best).", ""]
+    variant_cols = [(label, v) for label, v in spec["columns"] if v is not None]
+    rows = []
+    for dataset in spec["datasets"]:
+        row = [dataset]
+        for label, _ in variant_cols:
+            r = by.loc[(dataset, label)]
+            if r.n_ok == 0:
+                row.append("–")
+            elif not math.isfinite(r.last_mean):
+                row.append(f"{_num(r['mean'])} / –")
+            else:
+                rel = (r.last_mean - r["mean"]) / r["mean"] * 100.0
+                row.append(f"{_num(r['mean'])} / {_num(r.last_mean)} ({_pct(rel)})")
+        rows.append(row)
+    lines += _md_table(["Dataset"] + [label for label, _ in variant_cols], rows)
+    return "\n".join(lines) + "\n"
+
+
+def _claim_line(c: dict) -> str:
+    paper_all = f"paper, all {c['paper_n_all']} datasets: {c['paper_k_all']} of {c['paper_n_all']}"
+    if c["kind"] == "degrades":
+        paper_all += f", median {_pct(c['paper_median_pct_all'])}"
+    head = f"{c['text']} (SPEC §5: {c['spec']})"
+    if c["n"] == 0:
+        return f"{head}: not evaluated, no dataset has both columns run ({paper_all})."
+    if c["kind"] == "beats":
+        return (f"{head}: ours: {c['k']} of {c['n']} datasets run; paper on the same datasets: "
+                f"{c['paper_k']} of {c['paper_n']} ({paper_all}).")
+    return (f"{head}: ours: worse on {c['k']} of {c['n']} datasets run, median change "
+            f"{_pct(c['median_pct'])}; paper on the same datasets: worse on {c['paper_k']} of "
+            f"{c['paper_n']}, median {_pct(c['paper_median_pct'])} ({paper_all}).")
+
+# --------------------------------------------------------------------------- write
+
+def _atomic_write(path: Path, text: str) -> None:
+    # Temp file in the same folder so os.replace is a rename on one filesystem:
+    # a reader never sees a half-written table.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_table(summary_md: str, summary_df: pd.DataFrame, out_dir, name: str) -> tuple[Path, Path]:
+    """Write ``<out_dir>/<name>.md`` and ``<out_dir>/<name>.csv`` atomically.
+
+    Args:
+        summary_md: Output of :func:`render_markdown`.
+        summary_df: Output of :func:`summarize` (written in long form).
+        out_dir: Folder, created if missing.
+        name: File stem, e.g. ``"table3"``.
+
+    Returns:
+        Paths of the Markdown and CSV files.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md_path, csv_path = out_dir / f"{name}.md", out_dir / f"{name}.csv"
+    columns = [c for c in SUMMARY_COLUMNS if c in summary_df.columns]
+    _atomic_write(md_path, summary_md)
+    _atomic_write(csv_path, summary_df[columns].to_csv(index=False, lineterminator="\n"))
+    return md_path, csv_path
