@@ -153,20 +153,26 @@ class MLPStack:
         """Outputs ``(R, n, d_out)``; with ``keep`` also the :class:`Cache` for backward."""
         w1, b1, w2, b2 = (self.w1, self.b1, self.w2, self.b2) if flat is None else self.views(flat)
         a1 = tanh_(torch.baddbmm(b1, x, w1))
-        out = torch.baddbmm(b2, a1, w2)
+        if self.d_out == 1:
+            # A batched matrix-vector bmm is ~6x slower on CPU than this row-wise dot product.
+            out = torch.linalg.vecdot(a1, w2.transpose(1, 2)).unsqueeze(-1).add_(b2)
+        else:
+            out = torch.baddbmm(b2, a1, w2)
         return (out, Cache(x, a1)) if keep else out
 
     def predict(self, x: torch.Tensor, flat: torch.Tensor | None = None) -> torch.Tensor:
         """Scalar outputs ``(R, n)`` for single-output networks."""
         return self.forward(x, flat).squeeze(-1)
 
-    def _grad_hidden(self, cache: Cache, g_out: torch.Tensor) -> torch.Tensor:
-        # d loss / d pre-activation of the hidden layer: (g_out @ w2^T) * (1 - a1^2)
-        ga1 = torch.bmm(g_out, self.w2.transpose(1, 2))
-        return ga1.sub_(ga1 * cache.a1 * cache.a1)
-
     def backward(self, cache: Cache, g_out: torch.Tensor, params: bool = True, inputs: bool = False):
         """Back-propagate ``g_out`` (d loss / d output, ``(R, n, d_out)`` or ``(R, n)``).
+
+        Consumes ``cache`` (its activations are overwritten to save memory passes).
+        The hidden-layer arrays ``(R, n, hidden)`` dominate the cost for small
+        inputs, so the number of passes over them is kept low. For a scalar
+        output the pre-activation gradient factors as ``g * D`` with
+        ``D = w2 - w2 * a1^2`` (one row vector per row), and ``g`` is applied to
+        whichever side of the following matmul is smaller.
 
         Returns:
             ``(grad_flat or None, grad_x or None)``: parameter gradients as an
@@ -175,17 +181,38 @@ class MLPStack:
         """
         if g_out.dim() == 2:
             g_out = g_out.unsqueeze(-1)
-        gz1 = self._grad_hidden(cache, g_out)
+        a1, x = cache.a1, cache.x
         grad = gx = None
         if params:
             grad = torch.empty_like(self.flat)
             gw1, gb1, gw2, gb2 = self.views(grad)
-            gw1.copy_(torch.bmm(cache.x.transpose(1, 2), gz1))
-            gb1.copy_(gz1.sum(1, keepdim=True))
-            gw2.copy_(torch.bmm(cache.a1.transpose(1, 2), g_out))
+            if self.d_out == 1:
+                gw2.copy_(torch.linalg.vecdot(a1.transpose(1, 2), g_out.transpose(1, 2)).unsqueeze(-1))
+            else:
+                gw2.copy_(torch.bmm(a1.transpose(1, 2), g_out))
             gb2.copy_(g_out.sum(1, keepdim=True))
-        if inputs:
-            gx = torch.bmm(gz1, self.w1.transpose(1, 2))
+        sq = a1.mul_(a1)  # a1 is not needed any more
+        if self.d_out == 1:
+            w2row = self.w2.transpose(1, 2)  # (R, 1, h)
+            dz = torch.addcmul(w2row, sq, w2row, value=-1.0)  # d out / d pre-activation, per row
+            if params:
+                if self.d_in < self.hidden:
+                    gw1.copy_(torch.bmm((x * g_out).transpose(1, 2), dz))
+                    gb1.copy_(torch.bmm(g_out.transpose(1, 2), dz))
+                else:
+                    gz1 = dz * g_out
+                    gw1.copy_(torch.bmm(x.transpose(1, 2), gz1))
+                    gb1.copy_(gz1.sum(1, keepdim=True))
+            if inputs:
+                gx = torch.bmm(dz, self.w1.transpose(1, 2)).mul_(g_out)
+        else:
+            ga1 = torch.bmm(g_out, self.w2.transpose(1, 2))
+            gz1 = torch.addcmul(ga1, ga1, sq, value=-1.0)
+            if params:
+                gw1.copy_(torch.bmm(x.transpose(1, 2), gz1))
+                gb1.copy_(gz1.sum(1, keepdim=True))
+            if inputs:
+                gx = torch.bmm(gz1, self.w1.transpose(1, 2))
         return grad, gx
 
     def flops_forward(self, n: int) -> float:

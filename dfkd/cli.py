@@ -1,0 +1,78 @@
+"""Shared plumbing of the Hydra entry points: early checks and one-line errors.
+
+Hydra reports an unknown config option in a dozen lines; a researcher should get
+one that names the fix. :func:`check_overrides` looks at ``sys.argv`` before
+Hydra does, and :func:`guarded` turns every :class:`~dfkd.errors.DfkdError`
+raised inside a job into ``error: <message>`` on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from dfkd.errors import ConfigError, DfkdError
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+_SWEEP_FN = re.compile(r"^\w+\(.*\)$")  # choice(...), range(...), glob(...): left to Hydra
+
+
+def options(group: str) -> list[str]:
+    """The option names of a config group (the yaml files of ``conf/<group>/``)."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def groups() -> list[str]:
+    """Our config groups (not Hydra's own)."""
+    return sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra")
+
+
+def check_overrides(argv: list[str]) -> None:
+    """Reject unknown group options in command-line overrides with a one-line ConfigError."""
+    known = set(groups())
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        key, _, value = arg.partition("=")
+        key = key.lstrip("+~").split("@")[0]
+        if key not in known or not value or _SWEEP_FN.match(value):
+            continue
+        valid = options(key)
+        for choice in value.split(","):
+            if choice not in valid and choice != "null":
+                raise ConfigError(f"unknown {key} '{choice}': choose one of {', '.join(valid)} (conf/{key}/)")
+
+
+def report(exc: DfkdError) -> None:
+    """Print a user error as one line on stderr."""
+    print(f"error: {exc}", file=sys.stderr, flush=True)
+
+
+def guarded(task):
+    """Wrap a Hydra task function: DfkdError -> one line on stderr and exit 2."""
+
+    @functools.wraps(task)
+    def wrapper(cfg):
+        try:
+            return task(OmegaConf.to_container(cfg, resolve=True))
+        except DfkdError as exc:
+            logging.getLogger("dfkd").debug("user error", exc_info=True)
+            report(exc)
+            sys.exit(2)
+
+    return wrapper
+
+
+def main_with_checks(hydra_main) -> None:
+    """Run a ``@hydra.main`` function after checking the command line."""
+    try:
+        check_overrides(sys.argv[1:])
+    except DfkdError as exc:
+        report(exc)
+        sys.exit(2)
+    hydra_main()

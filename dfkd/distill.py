@@ -1,0 +1,26 @@
+"""Entry point: distil one cell (or a sweep of cells) of the paper.
+
+    python -m dfkd.distill dataset=pole method=direct alpha=decreasing student=mlp50
+    python -m dfkd.distill -m dataset=cpusmall,pole method=direct,generator
+    python -m dfkd.distill -m experiment=table3
+"""
+
+from __future__ import annotations
+
+import logging
+
+import hydra
+
+from dfkd.cli import guarded, main_with_checks
+from dfkd.run import run_cell, settings_from_dict
+
+
+@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+@guarded
+def main(cfg: dict):
+    """Validate the composed config and run the cell; returns its summary."""
+    return run_cell(settings_from_dict(cfg), log=logging.getLogger("dfkd").info)
+
+
+if __name__ == "__main__":
+    main_with_checks(main)

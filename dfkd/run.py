@@ -1,0 +1,384 @@
+"""Run one cell of the paper: (dataset, teacher, student, method, alpha) over seeds.
+
+Library code with no Hydra in it: :func:`settings_from_dict` validates a plain
+config dict (what the Hydra entry points resolve) into :class:`Settings`, and
+:func:`run_cell` does the work: load and split the data, fetch or train the
+teachers, distil every seed whose record is not already there in one stack,
+and write one record (and one trace file) per seed.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from importlib import import_module
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dfkd import records
+from dfkd.engine import cache
+from dfkd.engine.alpha import AlphaSchedule
+from dfkd.engine.distill import StudentConfig, distill
+from dfkd.engine.perf import tune_process
+from dfkd.engine.teacher import TeacherConfig, train_teachers
+from dfkd.errors import ConfigError, DataMissingError, DfkdError
+from dfkd.models.mlp import MLPStack
+
+# Bump when a change to the protocol's code changes numbers, so stale records and teachers are redone.
+PROTOCOL_VERSION = 1
+
+
+@dataclass
+class Settings:
+    """Everything one cell needs, validated, as plain values."""
+
+    dataset: dict
+    seeds: list[int]
+    teacher_name: str
+    teacher: TeacherConfig
+    student_name: str
+    student: StudentConfig
+    method_name: str
+    method_target: str
+    method_params: dict
+    alpha_name: str
+    alpha: AlphaSchedule
+    n_train: int = 5000
+    val_fraction: float = 0.1
+    experiment: str = "adhoc"
+    results_dir: Path = Path("results")
+    teacher_dir: Path = Path("cache/teachers")
+    data_dir: Path = Path("data")
+    data_mirror: str | None = None
+    device: str = "auto"
+    threads: int = 0
+    missing_data: str = "error"
+    train_teachers_if_missing: bool = True
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+def _pos_int(cfg: dict, key: str, where: str = "") -> int:
+    value = cfg.get(key)
+    name = f"{where}{key}"
+    if isinstance(value, bool) or value is None:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}: set e.g. {name}=10")
+    try:
+        as_int = int(value)
+        if float(value) != as_int:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}: set e.g. {name}=10") from None
+    if as_int <= 0:
+        raise ConfigError(f"{name} must be a positive integer, got {as_int}: set e.g. {name}=10")
+    return as_int
+
+
+def _number(cfg: dict, key: str, where: str = "", minimum: float | None = None) -> float:
+    name = f"{where}{key}"
+    try:
+        value = float(cfg.get(key))
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {cfg.get(key)!r}") from None
+    if not math.isfinite(value) or (minimum is not None and value < minimum):
+        raise ConfigError(f"{name} must be a finite number >= {minimum}, got {value}")
+    return value
+
+
+def seeds_from(cfg: dict) -> list[int]:
+    """``seeds`` is a count (seeds first_seed .. first_seed+count-1) or an explicit list."""
+    raw = cfg.get("seeds")
+    if isinstance(raw, (list, tuple)):
+        if not raw:
+            raise ConfigError("seeds is an empty list: give a count (seeds=10) or a list (seeds=[1,2,3])")
+        out = [_pos_int({"seeds": s}, "seeds") if not isinstance(s, int) or s < 0 else s for s in raw]
+        return list(dict.fromkeys(int(s) for s in out))
+    count = _pos_int(cfg, "seeds")
+    first = int(cfg.get("first_seed", 1))
+    return list(range(first, first + count))
+
+
+def settings_from_dict(cfg: dict) -> Settings:
+    """Validate a resolved config dict (see ``conf/config.yaml``) into :class:`Settings`.
+
+    Raises:
+        ConfigError: one line naming the bad value and how to fix it.
+    """
+    for group in ("dataset", "teacher", "student", "method", "alpha"):
+        if not isinstance(cfg.get(group), dict):
+            raise ConfigError(f"no {group} selected: add {group}=<name> (see conf/{group}/)")
+    t, s, meth, al = cfg["teacher"], cfg["student"], dict(cfg["method"]), cfg["alpha"]
+    teacher = TeacherConfig(
+        hidden=_pos_int(t, "hidden", "teacher."), lr=_number(t, "lr", "teacher.", 0),
+        weight_decay=_number(t, "weight_decay", "teacher.", 0), batch_size=_pos_int(t, "batch_size", "teacher."),
+        max_epochs=_pos_int(t, "max_epochs", "teacher."), stop_after=_pos_int(t, "stop_after", "teacher."),
+        plateau_factor=_number(t, "plateau_factor", "teacher.", 0),
+        plateau_patience=_pos_int(t, "plateau_patience", "teacher."))
+    batch = cfg.get("batch_size")
+    student = StudentConfig(
+        hidden=_pos_int(s, "hidden", "student."), lr=_number(s, "lr", "student.", 0),
+        weight_decay=_number(s, "weight_decay", "student.", 0), epochs=_pos_int(cfg, "epochs"),
+        steps_per_epoch=_pos_int(cfg, "steps_per_epoch"),
+        batch_size=0 if batch in (None, "auto") else _pos_int(cfg, "batch_size"))
+    alpha = AlphaSchedule(schedule=str(al.get("schedule")), value=al.get("value", 0.0))
+    target = meth.pop("_target_", None)
+    method_name = str(meth.pop("name", "") or (target or "").rsplit(".", 1)[-1].lower())
+    if not target:
+        raise ConfigError(f"method '{method_name}' has no _target_: its yaml must name the class, "
+                          f"e.g. _target_: dfkd.methods.direct.Direct")
+    missing = cfg.get("missing_data", "error")
+    if missing not in ("error", "skip"):
+        raise ConfigError(f"missing_data must be 'error' or 'skip', got {missing!r}")
+    device = str(cfg.get("device", "auto"))
+    if device not in ("auto", "cpu") and not device.startswith("cuda"):
+        raise ConfigError(f"device must be auto, cpu or cuda[:N], got {device!r}")
+    val_fraction = _number(cfg, "val_fraction", minimum=0)
+    if not 0 < val_fraction < 1:
+        raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    return Settings(
+        dataset=dict(cfg["dataset"]), seeds=seeds_from(cfg),
+        teacher_name=str(t.get("name", "teacher")), teacher=teacher,
+        student_name=str(s.get("name", f"mlp{student.hidden}")), student=student,
+        method_name=method_name, method_target=target, method_params=meth,
+        alpha_name=str(al.get("name", alpha.label)), alpha=alpha,
+        n_train=_pos_int(cfg, "n_train"), val_fraction=val_fraction,
+        experiment=str(cfg.get("experiment_name", "adhoc")),
+        results_dir=Path(cfg.get("results_dir", "results")), teacher_dir=Path(cfg.get("teacher_dir", "cache/teachers")),
+        data_dir=Path(cfg.get("data_dir", "data")), data_mirror=cfg.get("data_mirror") or None,
+        device=device, threads=int(cfg.get("threads") or 0), missing_data=missing,
+        train_teachers_if_missing=bool(cfg.get("train_teachers_if_missing", True)),
+        progress=bool(cfg.get("progress", True)))
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` is cuda when available, else cpu."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={device} but no CUDA device is available: use device=cpu or device=auto")
+    return torch.device(device)
+
+
+def build_method(settings: Settings):
+    """Instantiate the method class named by ``_target_`` with the yaml's parameters."""
+    module_name, _, cls_name = settings.method_target.rpartition(".")
+    try:
+        cls = getattr(import_module(module_name), cls_name)
+    except (ImportError, AttributeError, ValueError):
+        raise ConfigError(f"method _target_ '{settings.method_target}' cannot be imported: "
+                          f"check conf/method/{settings.method_name}.yaml") from None
+    try:
+        return cls(**settings.method_params)
+    except TypeError as exc:
+        raise ConfigError(f"method '{settings.method_name}' does not accept its parameters ({exc}): "
+                          f"check conf/method/{settings.method_name}.yaml") from None
+
+
+# -- data and teachers ------------------------------------------------------------
+def load_splits(settings: Settings, seeds: list[int]):
+    """Load the dataset (installing from a mirror if one is set) and make each seed's split."""
+    from dfkd.data import DatasetSpec, load_dataset, make_split
+
+    spec = DatasetSpec.from_dict(settings.dataset)
+    X, y = load_dataset(spec, data_dir=settings.data_dir, mirror=settings.data_mirror)
+    return spec, [make_split(X, y, seed, n_train=settings.n_train, val_fraction=settings.val_fraction) for seed in seeds]
+
+
+def data_fingerprint(settings: Settings) -> list:
+    """The data files' checksums (what fixes the data's content)."""
+    return sorted((f.get("path"), f.get("sha256")) for f in settings.dataset.get("files", []))
+
+
+def teacher_key(settings: Settings) -> str:
+    """Hash of everything that determines a teacher besides its seed."""
+    return records.config_hash({
+        "protocol": PROTOCOL_VERSION, "dataset": settings.dataset.get("name"), "data": data_fingerprint(settings),
+        "split": [settings.n_train, settings.val_fraction], "teacher": asdict(settings.teacher)})
+
+
+def get_teachers(settings: Settings, seeds: list[int], splits, device, log=print):
+    """The teachers for ``seeds``: from the cache, training (all missing seeds in one stack) what is not there.
+
+    Returns:
+        ``(stack, infos)`` with ``infos[r]`` holding ``val_rmse``, ``test_rmse`` and ``epochs`` of seed r's teacher.
+    """
+    name = settings.dataset["name"]
+    key = teacher_key(settings)
+    d_in = int(settings.dataset["n_features"])
+    expect = lambda seed: {"dataset": name, "seed": seed, "d_in": d_in, "hidden": settings.teacher.hidden,  # noqa: E731
+                           "key": key}
+    paths = {seed: cache.teacher_path(settings.teacher_dir, name, seed, key) for seed in seeds}
+    with cache.file_lock(settings.teacher_dir / name / f".lock-{key}"):
+        todo = [s for s in seeds if not paths[s].exists()]
+        if todo:
+            if not settings.train_teachers_if_missing:
+                raise cache.TeacherError(
+                    f"no cached teacher for {name} seed(s) {todo} under {settings.teacher_dir}: run `make teachers` "
+                    f"(or drop train_teachers_if_missing=false)")
+            idx = [seeds.index(s) for s in todo]
+            log(f"[{name}] training {len(todo)} teacher(s) (seeds {todo[0]}..{todo[-1]}) in one stack")
+            bar = _bar(settings, settings.teacher.max_epochs, f"{name} teachers")
+            stack, infos = train_teachers([splits[i] for i in idx], todo, settings.teacher, device,
+                                          progress=_teacher_progress(bar))
+            if bar is not None:
+                bar.close()
+            for r, seed in enumerate(todo):
+                meta = dict(expect(seed), **infos[r], created=_now(), git_commit=records.git_commit())
+                cache.save_teacher(paths[seed], stack.replica_params(r), meta)
+    loaded = [cache.load_teacher(paths[s], expect(s)) for s in seeds]
+    stack = MLPStack.from_params([p for p, _ in loaded], device=device)
+    return stack, [m for _, m in loaded]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _bar(settings: Settings, total: int, desc: str):
+    if not settings.progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="ep", mininterval=2.0, dynamic_ncols=True, file=sys.stderr)
+
+
+def _teacher_progress(bar):
+    if bar is None:
+        return None
+
+    def update(epoch, n_active, best):
+        bar.update(1)
+        bar.set_postfix_str(f"active {n_active}, best val RMSE {min(best):.4f}..{max(best):.4f}", refresh=False)
+    return update
+
+
+def _student_progress(bar, every: int = 25):
+    if bar is None:
+        return None
+
+    def update(epoch, best_mse):
+        bar.update(1)
+        if epoch % every == 0:
+            rmse = best_mse.sqrt()
+            bar.set_postfix_str(f"best val RMSE {rmse.min().item():.4f}..{rmse.max().item():.4f}", refresh=False)
+    return update
+
+
+# -- the cell ---------------------------------------------------------------------
+def cell_hash(settings: Settings, seed: int, batch_size: int) -> str:
+    """Hash of everything that determines one seed's student result."""
+    return records.config_hash({
+        "protocol": PROTOCOL_VERSION, "teacher_key": teacher_key(settings), "seed": seed,
+        "student": asdict(settings.student), "batch_size": batch_size,
+        "method": [settings.method_target, settings.method_params],
+        "alpha": [settings.alpha.schedule, float(settings.alpha.value)]})
+
+
+def run_cell(settings: Settings, log=print) -> dict:
+    """Distil every pending seed of one cell and write its records.
+
+    Returns:
+        A summary: ``{"status": "done"|"skipped"|"missing_data", "records": [paths], "ran": [seeds]}``.
+    """
+    tune_process(settings.threads)
+    device = resolve_device(settings.device)
+    name = settings.dataset["name"]
+    cell_dir = records.record_dir(settings.results_dir, name, settings.student_name, settings.method_name,
+                                  settings.alpha.label)
+    batch = settings.student.batch_size or settings.alpha.default_batch_size()
+    hashes = {s: cell_hash(settings, s, batch) for s in settings.seeds}
+    paths = {s: records.record_path(cell_dir, s) for s in settings.seeds}
+    pending = []
+    for s in settings.seeds:
+        rec = records.read_record(paths[s])
+        if rec is None and paths[s].exists():
+            log(f"[{name}] record {paths[s]} is damaged or of another schema: redoing seed {s}")
+        if rec is None or rec.get("config_hash") != hashes[s] or rec.get("status") != "ok":
+            pending.append(s)
+    label = f"{name} {settings.student_name} {settings.method_name}/{settings.alpha.label}"
+    if not pending:
+        log(f"[{label}] all {len(settings.seeds)} seed(s) already done: skipping")
+        return {"status": "skipped", "records": [str(p) for p in paths.values()], "ran": []}
+    try:
+        spec, splits = load_splits(settings, pending)
+    except DataMissingError as exc:
+        if settings.missing_data == "skip":
+            log(f"[{label}] not run (data missing): {exc}")
+            return {"status": "missing_data", "records": [], "ran": []}
+        raise
+    teacher, tinfo = get_teachers(settings, pending, splits, device, log)
+    method = build_method(settings)
+    log(f"[{label}] distilling seeds {pending} on {device} (m={batch}, {settings.student.epochs} epochs)")
+    bar = _bar(settings, settings.student.epochs, label)
+    t0 = time.perf_counter()
+    results, traces, _, _ = distill(teacher, splits, pending, method, settings.alpha, settings.student, device,
+                                    progress=_student_progress(bar))
+    if bar is not None:
+        bar.close()
+    wall = time.perf_counter() - t0
+    written = []
+    for r, seed in enumerate(pending):
+        res = results[r]
+        ok = all(math.isfinite(res[k]) for k in ("test_rmse", "test_mae"))
+        trace_path = paths[seed].with_suffix(".trace.npz")
+        _write_trace(trace_path, {k: v[:, r].numpy() for k, v in traces.items()})
+        rec = {
+            "schema": records.SCHEMA, "kind": "distill", "experiment": settings.experiment,
+            "dataset": name, "method": settings.method_name, "alpha": settings.alpha.label,
+            "variant": f"{settings.method_name}/{settings.alpha.label}", "student": settings.student_name,
+            "student_hidden": settings.student.hidden, "teacher": settings.teacher_name, "seed": seed,
+            "status": "ok" if ok else "failed", "failure_reason": None if ok else "non-finite test error",
+            **{k: res[k] for k in ("test_rmse", "test_mae", "test_rmse_last", "best_epoch", "val_rmse_best")},
+            "teacher_test_rmse": tinfo[r]["test_rmse"], "teacher_val_rmse": tinfo[r]["val_rmse"],
+            "teacher_epochs": tinfo[r]["epochs"],
+            "epochs": settings.student.epochs, "epochs_run": res["epochs_run"],
+            "steps_per_epoch": settings.student.steps_per_epoch, "batch_size": res["batch_size"],
+            "replicas": len(pending), "wall_time_s": wall / len(pending), "stack_wall_time_s": wall,
+            "config_hash": hashes[seed], "teacher_key": teacher_key(settings), "git_commit": records.git_commit(),
+            "device": str(device), "threads": torch.get_num_threads(), "host": platform.node(),
+            "torch_version": torch.__version__, "numpy_version": np.__version__,
+            "python_version": platform.python_version(), "created": _now(),
+            "data_sha256": data_fingerprint(settings), "method_params": settings.method_params,
+            "alpha_schedule": settings.alpha.schedule, "alpha_value": float(settings.alpha.value),
+            "trace_file": trace_path.name,
+        }
+        records.write_json(paths[seed], rec)
+        written.append(str(paths[seed]))
+    mean = float(np.mean([r["test_rmse"] for r in results]))
+    log(f"[{label}] done in {wall:.1f}s: test RMSE mean {mean:.4f} over {len(pending)} seed(s) -> {cell_dir}")
+    return {"status": "done", "records": written, "ran": pending}
+
+
+def _write_trace(path: Path, arrays: dict) -> None:
+    import io
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{k: v.astype(np.float32) for k, v in arrays.items()})
+    records.atomic_write_bytes(path, buf.getvalue())
+
+
+def run_teachers(settings: Settings, log=print) -> list[dict]:
+    """Train (or verify the cache of) the teachers of every seed; returns their infos."""
+    tune_process(settings.threads)
+    device = resolve_device(settings.device)
+    try:
+        _, splits = load_splits(settings, settings.seeds)
+    except DataMissingError as exc:
+        if settings.missing_data == "skip":
+            log(f"[{settings.dataset['name']}] teachers not trained (data missing): {exc}")
+            return []
+        raise
+    _, infos = get_teachers(settings, settings.seeds, splits, device, log)
+    rmse = [i["test_rmse"] for i in infos]
+    log(f"[{settings.dataset['name']}] {len(infos)} teacher(s): test RMSE {np.mean(rmse):.4f} +- {np.std(rmse):.4f}, "
+        f"epochs {min(i['epochs'] for i in infos)}..{max(i['epochs'] for i in infos)}")
+    return infos
+
+
+__all__ = ["Settings", "settings_from_dict", "run_cell", "run_teachers", "DfkdError"]
