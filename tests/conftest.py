@@ -21,3 +21,26 @@ def data_mirror() -> Path:
     if not (path / "pole" / "X.npy").is_file():
         pytest.skip(f"no data mirror at {path}: set DFKD_DATA_MIRROR to the shared data folder")
     return path
+
+
+def toy_split(seed: int, d: int = 6, n_train: int = 200, n_val: int = 50, n_test: int = 80):
+    """A small regression problem shaped like :class:`dfkd.data.Split` (float32 arrays)."""
+    from dfkd.data.split import Split
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=d)
+
+    def part(n):
+        X = rng.normal(size=(n, d)).astype(np.float32)
+        y = (np.tanh(X @ w) + 0.1 * rng.normal(size=n)).astype(np.float32)
+        return X, y
+
+    (a, b), (c, e), (f, g) = part(n_train), part(n_val), part(n_test)
+    return Split(X_train=a, y_train=b, X_val=c, y_val=e, X_test=f, y_test=g)
+
+
+@pytest.fixture
+def toy_splits():
+    """Three toy splits for seeds 1, 2, 3."""
+    return [1, 2, 3], [toy_split(s) for s in (1, 2, 3)]

@@ -1,0 +1,98 @@
+"""Every preset and every option of every config group composes and validates."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from dfkd.cli import CONF_DIR, check_overrides, groups, options
+from dfkd.errors import ConfigError
+from dfkd.run import build_method, settings_from_dict
+
+GROUP_OPTIONS = [(g, o) for g in groups() if g not in ("experiment", "variant") for o in options(g)]
+
+
+def compose_dict(overrides, hydra_cfg=False):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=overrides, return_hydra_config=hydra_cfg)
+    return cfg
+
+
+def test_groups_are_what_the_docs_promise():
+    assert {"dataset", "teacher", "student", "method", "alpha", "variant", "experiment"} <= set(groups())
+    assert set(options("dataset")) >= {"compactiv", "cpusmall", "ctscan", "indoorloc", "mv", "pole", "puma32h"}
+    assert set(options("alpha")) >= {"decreasing", "increasing", "zero", "one", "constant"}
+    assert set(options("method")) >= {"random", "generator", "direct"}
+
+
+@pytest.mark.parametrize("group,option", GROUP_OPTIONS, ids=[f"{g}={o}" for g, o in GROUP_OPTIONS])
+def test_every_group_option_composes_and_validates(group, option):
+    cfg = OmegaConf.to_container(compose_dict([f"{group}={option}", "data_mirror=null"]), resolve=True)
+    settings = settings_from_dict(cfg)
+    assert cfg[group]["name"] == option
+    if group == "method":
+        assert build_method(settings).name == option
+
+
+@pytest.mark.parametrize("variant", options("variant"))
+def test_variants_set_method_and_alpha(variant):
+    cfg = compose_dict([f"variant={variant}"])
+    method, _, alpha = variant.partition("_")
+    assert cfg.method.name == method
+    assert cfg.alpha.name == (alpha or "zero")
+
+
+def test_any_method_composes_with_any_alpha():
+    s = settings_from_dict(OmegaConf.to_container(compose_dict(["method=direct", "alpha=increasing"]), resolve=True))
+    assert (s.method_name, s.alpha.label, s.alpha(0, 4)) == ("direct", "increasing", 0.25)
+
+
+@pytest.mark.parametrize("preset,student", [("table3", "mlp25"), ("table4", "mlp50")])
+def test_table_presets(preset, student):
+    cfg = compose_dict([f"experiment={preset}"], hydra_cfg=True)
+    assert cfg.student.name == student and cfg.experiment_name == preset and cfg.seeds == 10
+    assert cfg.epochs == 2000 and cfg.missing_data == "skip"
+    params = cfg.hydra.sweeper.params
+    assert set(params.dataset.split(",")) == set(options("dataset"))
+    assert set(params.variant.split(",")) == set(options("variant"))
+    assert cfg.hydra.launcher._target_.endswith("JoblibLauncher")
+
+
+def test_quick_preset_is_reduced_and_kept_apart():
+    cfg = compose_dict(["experiment=quick"], hydra_cfg=True)
+    assert cfg.seeds == 3 and cfg.epochs == 200 and cfg.experiment_name == "quick"
+    assert Path(cfg.results_dir) == Path("results/quick")
+    assert set(cfg.hydra.sweeper.params.student.split(",")) == {"mlp25", "mlp50"}
+
+
+@pytest.mark.parametrize("overrides,match", [
+    (["epochs=0"], "epochs must be a positive integer"),
+    (["epochs=-5"], "epochs must be a positive integer"),
+    (["epochs=abc"], "epochs must be a positive integer"),
+    (["batch_size=0"], "batch_size must be a positive integer"),
+    (["steps_per_epoch=-1"], "steps_per_epoch"),
+    (["seeds=0"], "seeds must be a positive integer"),
+    (["alpha=constant", "alpha.value=1.5"], r"alpha.value must be in \[0, 1\]"),
+    (["alpha=constant", "alpha.value=-0.1"], r"alpha.value must be in \[0, 1\]"),
+    (["device=tpu"], "device must be"),
+    (["teacher.batch_size=0"], "teacher.batch_size"),
+])
+def test_bad_values_are_one_line_config_errors(overrides, match):
+    cfg = OmegaConf.to_container(compose_dict(overrides), resolve=True)
+    with pytest.raises(ConfigError, match=match) as info:
+        settings_from_dict(cfg)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("arg,ok", [
+    ("dataset=pole", True), ("dataset=pole,mv", True), ("method=direct", True), ("experiment=table3", True),
+    ("dataset=nope", False), ("method=gan", False), ("alpha=sideways", False), ("dataset=pole,nope", False),
+    ("epochs=5", True), ("hydra/launcher=local", True),
+])
+def test_check_overrides(arg, ok):
+    if ok:
+        check_overrides([arg])
+    else:
+        with pytest.raises(ConfigError, match="choose one of"):
+            check_overrides([arg])

@@ -1,0 +1,162 @@
+"""The runner: records, traces, resume by config hash, the teacher cache, and bad input."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from dfkd.cli import CONF_DIR
+from dfkd.errors import DataMissingError, TeacherError
+from dfkd.run import run_cell, settings_from_dict
+
+TINY = ["dataset=cpusmall", "seeds=2", "epochs=4", "steps_per_epoch=2", "teacher.max_epochs=3", "progress=false"]
+REPO = Path(__file__).resolve().parents[1]
+
+
+def settings_for(tmp: Path, mirror: Path, extra=()):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=TINY + [
+            f"results_dir={tmp / 'results'}", f"teacher_dir={tmp / 'teachers'}", f"data_dir={tmp / 'data'}",
+            f"data_mirror={mirror}", *extra])
+    return settings_from_dict(OmegaConf.to_container(cfg, resolve=True))
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, data_mirror):
+    """A results folder holding one finished cell (direct/decreasing, 2 seeds)."""
+    tmp = tmp_path_factory.mktemp("run")
+    summary = run_cell(settings_for(tmp, data_mirror), log=lambda *_: None)
+    return tmp, summary
+
+
+def test_records_are_complete_and_self_describing(finished):
+    tmp, summary = finished
+    assert summary["status"] == "done" and summary["ran"] == [1, 2]
+    rec = json.loads(Path(summary["records"][0]).read_text())
+    for key in ("dataset", "method", "alpha", "student", "seed", "test_rmse", "teacher_test_rmse", "epochs_run",
+                "wall_time_s", "config_hash", "git_commit", "data_sha256", "torch_version"):
+        assert key in rec, key
+    assert (rec["dataset"], rec["method"], rec["alpha"], rec["student"], rec["seed"]) == \
+        ("cpusmall", "direct", "decreasing", "mlp50", 1)
+    assert rec["status"] == "ok" and 0 < rec["test_rmse"] < 2 and rec["epochs_run"] == 4 and rec["batch_size"] == 50
+    trace = np.load(Path(summary["records"][0]).with_suffix(".trace.npz"))
+    assert trace["val_rmse"].shape == (4,) and np.all(np.isfinite(trace["val_rmse"]))
+    assert Path(summary["records"][0]).parent == tmp / "results/records/cpusmall/mlp50/direct-decreasing"
+
+
+def test_finished_runs_are_skipped_and_changed_config_reruns(finished, data_mirror):
+    tmp, summary = finished
+    mtimes = [os.stat(p).st_mtime_ns for p in summary["records"]]
+    again = run_cell(settings_for(tmp, data_mirror), log=lambda *_: None)
+    assert again["status"] == "skipped" and again["ran"] == []
+    assert mtimes == [os.stat(p).st_mtime_ns for p in summary["records"]]
+    more = run_cell(settings_for(tmp, data_mirror, ["seeds=3"]), log=lambda *_: None)
+    assert more["ran"] == [3]  # seeds 1 and 2 are reused
+
+
+def test_damaged_record_is_redone(finished, data_mirror, tmp_path):
+    tmp, summary = finished
+    import shutil
+
+    shutil.copytree(tmp, tmp_path / "copy")
+    target = tmp_path / "copy" / Path(summary["records"][1]).relative_to(tmp)
+    target.write_text('{"schema": 1, "test_rm')
+    redo = run_cell(settings_for(tmp_path / "copy", data_mirror), log=lambda *_: None)
+    assert redo["ran"] == [2]
+    assert json.loads(target.read_text())["seed"] == 2
+
+
+def test_teachers_are_cached_and_checked(finished, data_mirror, tmp_path):
+    tmp, _ = finished
+    teachers = sorted((tmp / "teachers" / "cpusmall").glob("seed*.pt"))
+    assert len(teachers) >= 2
+    # a run that must not train finds them
+    s = settings_for(tmp, data_mirror, ["method=random", "alpha=zero", "train_teachers_if_missing=false"])
+    assert run_cell(s, log=lambda *_: None)["status"] == "done"
+    # none cached and training forbidden: one clear error
+    s = settings_for(tmp_path, data_mirror, ["train_teachers_if_missing=false"])
+    with pytest.raises(TeacherError, match="make teachers"):
+        run_cell(s, log=lambda *_: None)
+
+
+def test_missing_data_is_skipped_when_asked(tmp_path):
+    s = settings_for(tmp_path, "", ["dataset=ctscan", "missing_data=skip"])
+    assert run_cell(s, log=lambda *_: None)["status"] == "missing_data"
+    s = settings_for(tmp_path, "", ["dataset=ctscan"])
+    with pytest.raises(DataMissingError, match="archive.ics.uci.edu"):
+        run_cell(s, log=lambda *_: None)
+
+
+# -- bad input from the shell: one line, non-zero exit, no traceback, nothing lost ---------------
+def run_cli(args, tmp: Path, mirror="", module="dfkd.distill"):
+    env = dict(os.environ, DFKD_DATA_MIRROR=str(mirror), HYDRA_FULL_ERROR="0")
+    cmd = [sys.executable, "-m", module, *TINY, f"results_dir={tmp / 'results'}", f"teacher_dir={tmp / 'teachers'}",
+           f"data_dir={tmp / 'data'}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp, timeout=120)
+
+
+def snapshot(tmp: Path):
+    return {p: p.read_bytes() for p in sorted((tmp / "results").rglob("*.json"))}
+
+
+@pytest.fixture
+def workspace(finished, tmp_path):
+    import shutil
+
+    tmp, _ = finished
+    shutil.copytree(tmp, tmp_path / "ws")
+    return tmp_path / "ws"
+
+
+def corrupt_data(ws):
+    target = ws / "data" / "cpusmall" / "X.npy"
+    target.chmod(0o644)
+    target.write_bytes(b"\x93NUMPY garbage")
+
+
+def wrong_teacher(ws):
+    for p in (ws / "teachers" / "cpusmall").glob("seed01-*.pt"):
+        blob = __import__("torch").load(p, weights_only=True)
+        blob["meta"]["dataset"] = "pole"
+        __import__("torch").save(blob, p)
+
+
+BAD = [
+    ("unknown dataset", ["dataset=nope"], None, "unknown dataset 'nope'"),
+    ("unknown method", ["method=gan"], None, "unknown method 'gan'"),
+    ("unknown alpha", ["alpha=sideways"], None, "unknown alpha 'sideways'"),
+    ("alpha above 1", ["alpha=constant", "alpha.value=2"], None, "alpha.value must be in [0, 1]"),
+    ("zero epochs", ["epochs=0"], None, "epochs must be a positive integer"),
+    ("negative batch", ["batch_size=-4"], None, "batch_size must be a positive integer"),
+    ("text epochs", ["epochs=abc"], None, "epochs must be a positive integer"),
+    ("checksum mismatch", ["method=generator", "alpha=one"], corrupt_data, "checksum"),
+    ("missing data", ["dataset=pole"], None, "make data"),
+    ("mismatched teacher", ["method=generator", "alpha=one"], wrong_teacher, "teacher checkpoint"),
+]
+
+
+@pytest.mark.parametrize("name,args,prepare,message", BAD, ids=[b[0] for b in BAD])
+def test_bad_input_is_one_clear_line(workspace, name, args, prepare, message):
+    if prepare:
+        prepare(workspace)
+    before = snapshot(workspace)
+    proc = run_cli(args, workspace)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr + proc.stdout
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and message in last, proc.stderr
+    assert snapshot(workspace) == before  # nothing finished was lost or overwritten
+
+
+def test_single_cell_from_the_shell_then_skip(workspace, data_mirror):
+    proc = run_cli(["method=random", "alpha=zero", "seeds=1"], workspace, mirror=data_mirror)
+    assert proc.returncode == 0, proc.stderr
+    assert (workspace / "results/records/cpusmall/mlp50/random-0/seed01.json").is_file()
+    again = run_cli(["method=random", "alpha=zero", "seeds=1"], workspace, mirror=data_mirror)
+    assert again.returncode == 0 and "already done" in again.stdout
