@@ -63,6 +63,7 @@ def distill(teacher: MLPStack, splits, seeds: list[int], method: Method, alpha: 
     student = MLPStack.init(d, cfg.hidden, 1, rng.generators(seeds, "student_init"), device=device)
     opt = RMSpropStack(student.flat, cfg.lr, cfg.weight_decay)
     noise = rng.generators(seeds, "noise", device)
+    teacher.freeze()
     method.bind(teacher, student, seeds, device)
     method.set_noise(noise)
 

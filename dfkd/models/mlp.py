@@ -183,6 +183,9 @@ class MLPStack:
             g_out = g_out.unsqueeze(-1)
         a1, x = cache.a1, cache.x
         grad = gx = None
+        if not params and getattr(self, "_frozen_m", None) is not None:
+            sq = a1.mul_(a1)
+            return None, torch.baddbmm(self._frozen_c, sq, self._frozen_m, alpha=-1.0).mul_(g_out)
         if params:
             grad = torch.empty_like(self.flat)
             gw1, gb1, gw2, gb2 = self.views(grad)
@@ -214,6 +217,20 @@ class MLPStack:
             if inputs:
                 gx = torch.bmm(gz1, self.w1.transpose(1, 2))
         return grad, gx
+
+    def freeze(self) -> "MLPStack":
+        """Mark the weights as fixed (a teacher) and precompute what input gradients reuse.
+
+        For a scalar output, d out / d x = w1 (w2 - w2 * a1^2) = c - (a1^2) M^T with
+        ``c = w1 w2`` and ``M = w1 * w2^T``: one pass less over the hidden
+        activations per input gradient. Call again if the weights change.
+        """
+        self._frozen_m = None
+        if self.d_out == 1 and self.d_in <= 64:  # measured: a gain for small inputs only
+            w2row = self.w2.transpose(1, 2)  # (R, 1, h)
+            self._frozen_m = (self.w1 * w2row).transpose(1, 2).contiguous()  # (R, h, d_in)
+            self._frozen_c = torch.bmm(w2row, self.w1.transpose(1, 2))  # (R, 1, d_in)
+        return self
 
     def flops_forward(self, n: int) -> float:
         """Multiply-add FLOPs of one forward pass over n rows, per replica."""

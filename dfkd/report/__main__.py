@@ -100,8 +100,6 @@ def run(args) -> int:
         else:
             line = (f"{name}: {fid['within']} of {fid['n_run']} run cells within 2 paper stds "
                     f"({fid['n_cells'] - fid['n_run']} of {fid['n_cells']} not run)")
-        if fid["outside"]:
-            line += "; outside: " + ", ".join(f"{d}/{c} ({z:+.1f}σ)" for d, c, z in fid["outside"])
         print(f"{line} -> {md_path}, {csv_path}")
     return 0
 

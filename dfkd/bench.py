@@ -1,0 +1,166 @@
+"""Speed of the distillation engine, printed as figures (``make bench``).
+
+For each dataset and variant: student-epochs per second of the batched engine
+(R replicas in one stack) and of the one-model reference loop, their ratio, and
+the batched engine's matmul GFLOP/s beside a plain large matmul measured in the
+same run. Inputs have the real datasets' shapes (features, validation rows);
+the teacher's weights are random, which changes no cost. All timings are taken
+in one process, one thread, one after the other, so they compare as ratios even
+on a shared, noisy machine.
+
+    python -m dfkd.bench                       # cpusmall and indoorloc, all five variants
+    python -m dfkd.bench --datasets pole --variants direct/decreasing --replicas 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+from dfkd.data.registry import load_spec
+from dfkd.data.split import Split
+from dfkd.engine import rng
+from dfkd.engine.alpha import AlphaSchedule
+from dfkd.engine.distill import StudentConfig, distill
+from dfkd.engine.perf import tune_process
+from dfkd.engine.reference import distill_reference
+from dfkd.models.mlp import MLPStack, mlp_module
+
+VARIANTS = {
+    "random/0": ("random", {}, AlphaSchedule("constant", 0.0)),
+    "generator/decreasing": ("generator", {}, AlphaSchedule("decreasing")),
+    "generator/1": ("generator", {}, AlphaSchedule("constant", 1.0)),
+    "direct/decreasing": ("direct", {}, AlphaSchedule("decreasing")),
+    "direct/1": ("direct", {}, AlphaSchedule("constant", 1.0)),
+}
+
+
+def _matmul_gflops(seconds: float = 2.0, n: int = 2048) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    count, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        count += 1
+    return 2.0 * n ** 3 * count / (time.perf_counter() - t0) / 1e9
+
+
+def _matmul_worker(threads: int, queue) -> None:
+    torch.set_num_threads(threads)
+    queue.put(_matmul_gflops())
+
+
+def matmul_rates() -> dict:
+    """Plain 2048^2 float32 matmul: 1 thread; 2 threads in one process; 2 single-thread processes at once."""
+    out = {"1 thread": _matmul_gflops()}
+    torch.set_num_threads(2)
+    out["1 process x 2 threads"] = _matmul_gflops()
+    torch.set_num_threads(1)
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_matmul_worker, args=(1, queue)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    rates = [queue.get() for _ in procs]
+    for p in procs:
+        p.join()
+    out["2 processes x 1 thread (sum)"] = sum(rates)
+    return out
+
+
+def fake_splits(dataset: str, replicas: int, n_train: int = 5000, val_fraction: float = 0.1):
+    """Random data with the dataset's real shapes (features, validation and test rows)."""
+    spec = load_spec(dataset)
+    rest = spec.n_rows - n_train
+    n_val = int(val_fraction * rest)
+    gen = np.random.default_rng(0)
+    d = spec.n_features
+
+    def arr(*shape):
+        return gen.standard_normal(shape).astype(np.float32)
+
+    return [Split(arr(8, d), arr(8), arr(n_val, d), arr(n_val), arr(rest - n_val, d), arr(rest - n_val))
+            for _ in range(replicas)], d
+
+
+def _build(method: str, params: dict):
+    from dfkd.methods.direct import Direct
+    from dfkd.methods.generator import Generator
+    from dfkd.methods.random import Random
+
+    return {"random": Random, "generator": Generator, "direct": Direct}[method](**params)
+
+
+def time_batched(teacher, splits, seeds, variant, epochs):
+    """(student-epochs per second, matmul GFLOP/s) of the batched engine."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    method, params, alpha = VARIANTS[variant]
+    counter = FlopCounterMode(display=False)
+    with counter:
+        distill(teacher, splits, seeds, _build(method, params), alpha, StudentConfig(epochs=2))
+    flops_per_epoch = counter.get_total_flops() / 2
+    t0 = time.perf_counter()
+    distill(teacher, splits, seeds, _build(method, params), alpha, StudentConfig(epochs=epochs))
+    dt = time.perf_counter() - t0
+    return len(seeds) * epochs / dt, flops_per_epoch * epochs / dt / 1e9
+
+
+def time_loop(teacher, splits, seeds, variant, epochs):
+    """Student-epochs per second of the one-model reference loop (one seed at a time)."""
+    method, params, alpha = VARIANTS[variant]
+    net = mlp_module(teacher.replica_params(0))
+    t0 = time.perf_counter()
+    distill_reference(net, splits[0], seeds[0], method, params, alpha, StudentConfig(epochs=epochs))
+    return epochs / (time.perf_counter() - t0)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dfkd.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", default="cpusmall,indoorloc")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--replicas", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=3.0, help="target time per measurement")
+    args = parser.parse_args(argv)
+    variants = args.variants.split(",")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or args.replicas < 1:
+        print(f"error: unknown variant {unknown} (choose from {', '.join(VARIANTS)}) or replicas < 1", file=sys.stderr)
+        return 2
+    tune_process(1)
+    print(f"# dfkd bench: torch {torch.__version__}, {os.cpu_count()} CPU(s), 1 thread per process, "
+          f"{args.replicas} replicas")
+    rates = matmul_rates()
+    for name, value in rates.items():
+        print(f"plain matmul 2048x2048 fp32, {name:30s} {value:7.1f} GFLOP/s")
+    base = rates["1 thread"]
+    print()
+    header = (f"{'dataset':10s} {'variant':22s} {'batched ep/s':>13s} {'loop ep/s':>10s} {'ratio':>7s} "
+              f"{'GFLOP/s':>8s} {'% matmul':>9s}")
+    print(header)
+    print("-" * len(header))
+    for dataset in args.datasets.split(","):
+        splits, d = fake_splits(dataset, args.replicas)
+        seeds = list(range(1, args.replicas + 1))
+        teacher = MLPStack.init(d, 500, 1, rng.generators(seeds, "bench"))
+        for variant in variants:
+            # size each measurement from a 2-epoch probe so it takes about args.seconds
+            probe = time.perf_counter()
+            time_loop(teacher, splits, seeds, variant, 2)
+            loop_epochs = max(3, int(args.seconds / max((time.perf_counter() - probe) / 2, 1e-4)))
+            loop = time_loop(teacher, splits, seeds, variant, loop_epochs)
+            batched_epochs = max(3, int(args.seconds * loop / args.replicas * 4))
+            batched, gflops = time_batched(teacher, splits, seeds, variant, batched_epochs)
+            print(f"{dataset:10s} {variant:22s} {batched:13.1f} {loop:10.1f} {batched / loop:6.1f}x "
+                  f"{gflops:8.1f} {100 * gflops / base:8.0f}%", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
