@@ -10,16 +10,9 @@ standardized target, copied from SPEC section 1 exactly as printed (hence
 (0..10).
 """
 
-_COLUMNS = [
-    ("Teacher", None),
-    ("Random sampling", "random/0"),
-    ("Generator; decreasing α", "generator/decreasing"),
-    ("Generator; α = 1", "generator/1"),
-    ("Direct optimizer; decreasing α", "direct/decreasing"),
-    ("Direct optimizer; α = 1", "direct/1"),
-]
+from experiments._tabular import COLUMNS, table_spec  # noqa: F401
 
-# One row per dataset, values in the order of _COLUMNS: (mean, std).
+# One row per dataset, values in the order of COLUMNS: (mean, std).
 _PAPER_ROWS = {
     "compactiv": [(0.1441, 0.0039), (0.1588, 0.0050), (0.1606, 0.0061), (0.1693, 0.0069), (0.1562, 0.0043), (0.1599, 0.0067)],
     "cpusmall": [(0.1672, 0.0031), (0.1840, 0.0065), (0.1875, 0.0070), (0.1918, 0.0101), (0.1817, 0.0042), (0.1822, 0.0048)],
@@ -30,15 +23,4 @@ _PAPER_ROWS = {
     "puma32h": [(0.2589, 0.0055), (0.2474, 0.0043), (0.2499, 0.0035), (0.2686, 0.0091), (0.2464, 0.0034), (0.2460, 0.0034)],
 }
 
-TABLE = dict(
-    name="table3",
-    title="Table 3: test RMSE, student MLP 25",
-    student="mlp25",
-    metric="test_rmse",
-    columns=_COLUMNS,
-    datasets=["compactiv", "cpusmall", "ctscan", "indoorloc", "mv", "pole", "puma32h"],
-    paper={
-        dataset: {label: cell for (label, _), cell in zip(_COLUMNS, row)}
-        for dataset, row in _PAPER_ROWS.items()
-    },
-)
+TABLE = table_spec("table3", "Table 3: test RMSE, student MLP 25", "mlp25", _PAPER_ROWS)

@@ -11,16 +11,9 @@ standardized target, copied from SPEC section 1 exactly as printed (hence
 authors retrained the teacher for each student size.
 """
 
-_COLUMNS = [
-    ("Teacher", None),
-    ("Random sampling", "random/0"),
-    ("Generator; decreasing α", "generator/decreasing"),
-    ("Generator; α = 1", "generator/1"),
-    ("Direct optimizer; decreasing α", "direct/decreasing"),
-    ("Direct optimizer; α = 1", "direct/1"),
-]
+from experiments._tabular import COLUMNS, table_spec  # noqa: F401
 
-# One row per dataset, values in the order of _COLUMNS: (mean, std).
+# One row per dataset, values in the order of COLUMNS: (mean, std).
 _PAPER_ROWS = {
     "compactiv": [(0.1450, 0.0062), (0.15534, 0.0077), (0.1551, 0.0060), (0.1837, 0.0124), (0.1514, 0.0068), (0.1531, 0.0066)],
     "cpusmall": [(0.1663, 0.0037), (0.1760, 0.0043), (0.1744, 0.0040), (0.1842, 0.0079), (0.1737, 0.0027), (0.1737, 0.0049)],
@@ -31,15 +24,4 @@ _PAPER_ROWS = {
     "puma32h": [(0.2625, 0.0057), (0.2521, 0.0035), (0.2554, 0.0036), (0.2639, 0.0123), (0.2518, 0.0057), (0.2495, 0.0045)],
 }
 
-TABLE = dict(
-    name="table4",
-    title="Table 4: test RMSE, student MLP 50",
-    student="mlp50",
-    metric="test_rmse",
-    columns=_COLUMNS,
-    datasets=["compactiv", "cpusmall", "ctscan", "indoorloc", "mv", "pole", "puma32h"],
-    paper={
-        dataset: {label: cell for (label, _), cell in zip(_COLUMNS, row)}
-        for dataset, row in _PAPER_ROWS.items()
-    },
-)
+TABLE = table_spec("table4", "Table 4: test RMSE, student MLP 50", "mlp50", _PAPER_ROWS)

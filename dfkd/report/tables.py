@@ -11,6 +11,7 @@ variant ``None`` for the teacher), ``datasets`` and ``paper``
 from __future__ import annotations
 
 import importlib.util
+import sys
 import math
 import os
 import tempfile
@@ -90,6 +91,10 @@ def load_table_specs(experiments_dir=None) -> dict[str, dict]:
 
         experiments_dir = Path(dfkd.__file__).resolve().parents[1] / "experiments"
     experiments_dir = Path(experiments_dir)
+    # Artefact files may share helpers (experiments/_tabular.py): make their package importable.
+    root = str(experiments_dir.resolve().parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)
     specs = {}
     for path in sorted(experiments_dir.glob("table*.py")):
         # A private module name keeps these data files out of sys.modules' namespace.
