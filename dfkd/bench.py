@@ -19,6 +19,7 @@ import multiprocessing as mp
 import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -121,12 +122,47 @@ def time_loop(teacher, splits, seeds, variant, epochs):
     return epochs / (time.perf_counter() - t0)
 
 
+def bookkeeping_overhead(records_root: Path, data_dir: Path = Path("data")):
+    """Share of a finished run's time spent on safety: records, resume checks, traces, checksums.
+
+    Records carry ``bookkeeping_s`` (resume checks, trace and record writes) and the
+    stack's compute time; checksum verification is timed here by verifying each
+    dataset's files as often as the run's cells did.
+    """
+    import json
+
+    from dfkd.data.fetch import ensure_dataset
+
+    cells, bookkeeping, compute = {}, 0.0, 0.0
+    for path in Path(records_root).rglob("seed*.json"):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if "bookkeeping_s" not in rec:
+            continue
+        bookkeeping += rec["bookkeeping_s"]
+        compute += rec["wall_time_s"] + rec.get("data_s", 0.0)
+        cells.setdefault(rec["dataset"], set()).add(path.parent)
+    if not cells:
+        return None
+    checks = 0.0
+    for dataset, dirs in cells.items():
+        t0 = time.perf_counter()
+        ensure_dataset(load_spec(dataset), data_dir, progress=False)
+        checks += (time.perf_counter() - t0) * len(dirs)
+    return {"cells": sum(len(d) for d in cells.values()), "bookkeeping_s": bookkeeping, "checksum_s": checks,
+            "compute_s": compute, "share": (bookkeeping + checks) / (compute + bookkeeping + checks)}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dfkd.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="cpusmall,indoorloc")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--replicas", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=3.0, help="target time per measurement")
+    parser.add_argument("--overhead-records", default="results/quick/records",
+                        help="records of a finished run (make quick) whose bookkeeping share to print")
     args = parser.parse_args(argv)
     variants = args.variants.split(",")
     unknown = [v for v in variants if v not in VARIANTS]
@@ -159,6 +195,14 @@ def main(argv=None) -> int:
             batched, gflops = time_batched(teacher, splits, seeds, variant, batched_epochs)
             print(f"{dataset:10s} {variant:22s} {batched:13.1f} {loop:10.1f} {batched / loop:6.1f}x "
                   f"{gflops:8.1f} {100 * gflops / base:8.0f}%", flush=True)
+    over = bookkeeping_overhead(Path(args.overhead_records))
+    print()
+    if over is None:
+        print(f"bookkeeping overhead: no records with timings under {args.overhead_records} (run `make quick` first)")
+    else:
+        print(f"bookkeeping overhead on {over['cells']} cells under {args.overhead_records}: "
+              f"{100 * over['share']:.2f} % of the time (records, resume checks and traces "
+              f"{over['bookkeeping_s']:.2f} s, checksums {over['checksum_s']:.2f} s, training {over['compute_s']:.0f} s)")
     return 0
 
 

@@ -51,7 +51,8 @@ def distill(teacher: MLPStack, splits, seeds: list[int], method: Method, alpha: 
         progress: optional callable ``(epoch, best_val_rmse (R,) tensor)`` called after every epoch.
 
     Returns:
-        ``(results, traces)``: per replica a dict of metrics; traces is a dict of
+        ``(results, traces, student, best_flat)``: per replica a dict of metrics
+        (``failure_reason`` is set for a replica that diverged); traces is a dict of
         ``(epochs, R)`` CPU tensors: ``val_rmse``, ``loss_g`` (student loss on x_g,
         mean over the epoch's steps; NaN where a = 0) and ``loss_p``.
     """
@@ -73,6 +74,7 @@ def distill(teacher: MLPStack, splits, seeds: list[int], method: Method, alpha: 
     trace_val = torch.empty(cfg.epochs, n_rep, device=device)
     trace_g = torch.full((cfg.epochs, n_rep), math.nan, device=device)
     trace_p = torch.full((cfg.epochs, n_rep), math.nan, device=device)
+    failed_epoch = torch.full((n_rep,), -1, dtype=torch.long, device=device)
 
     for epoch in range(cfg.epochs):
         a = alpha(epoch, cfg.epochs)
@@ -108,6 +110,11 @@ def distill(teacher: MLPStack, splits, seeds: list[int], method: Method, alpha: 
             trace_p[epoch] = sum_p / cfg.steps_per_epoch
         val = mse_per_replica(student.predict(data["X_val"]), data["y_val"])
         trace_val[epoch] = val
+        # Divergence guard: a replica whose loss turns non-finite is frozen and reported as
+        # failed; the replicas beside it are independent and go on.
+        diverged = ~(torch.isfinite(val) & torch.isfinite(sum_g) & torch.isfinite(sum_p)) & (failed_epoch < 0)
+        failed_epoch = torch.where(diverged, torch.full_like(failed_epoch, epoch), failed_epoch)
+        opt.lr.masked_fill_(diverged.view(-1, *([1] * (opt.lr.dim() - 1))), 0.0)
         improved = val < best_mse
         best_mse = torch.where(improved, val, best_mse)
         best_epoch = torch.where(improved, torch.full_like(best_epoch, epoch), best_epoch)
@@ -123,8 +130,10 @@ def distill(teacher: MLPStack, splits, seeds: list[int], method: Method, alpha: 
     rmse_last, _ = test_metrics(student.flat)
     wall = time.perf_counter() - t0
     results = []
+    failed = failed_epoch.tolist()
     for r in range(n_rep):
         results.append({
+            "failure_reason": None if failed[r] < 0 else f"non-finite loss at epoch {failed[r]}: diverged",
             "test_rmse": rmse_best[r],
             "test_mae": mae_best[r],
             "test_rmse_last": rmse_last[r],
