@@ -19,6 +19,7 @@ import multiprocessing as mp
 import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -121,12 +122,91 @@ def time_loop(teacher, splits, seeds, variant, epochs):
     return epochs / (time.perf_counter() - t0)
 
 
+def bookkeeping_overhead(records_root: Path, data_dir: Path = Path("data")):
+    """Share of a finished run's time spent on safety: records, resume checks, traces, checksums.
+
+    Records carry ``bookkeeping_s`` (resume checks, trace and record writes) and the
+    stack's compute time; checksum verification is timed here by verifying each
+    dataset's files as often as the run's cells did.
+    """
+    import json
+
+    from dfkd.data.fetch import ensure_dataset
+
+    cells, bookkeeping, compute = {}, 0.0, 0.0
+    for path in Path(records_root).rglob("seed*.json"):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if "bookkeeping_s" not in rec:
+            continue
+        bookkeeping += rec["bookkeeping_s"]
+        compute += rec["wall_time_s"] + rec.get("data_s", 0.0)
+        cells.setdefault(rec["dataset"], set()).add(path.parent)
+    if not cells:
+        return None
+    checks = 0.0
+    for dataset, dirs in cells.items():
+        t0 = time.perf_counter()
+        ensure_dataset(load_spec(dataset), data_dir, progress=False)
+        checks += (time.perf_counter() - t0) * len(dirs)
+    return {"cells": sum(len(d) for d in cells.values()), "bookkeeping_s": bookkeeping, "checksum_s": checks,
+            "compute_s": compute, "share": (bookkeeping + checks) / (compute + bookkeeping + checks)}
+
+
+def estimate_protocol(datasets, replicas: int = 10, epochs: int = 2000, probe_epochs: int = 6, workers: int = 2):
+    """Extrapolate the full Tables 3+4 protocol's wall time from short measured runs of every cell.
+
+    Each (dataset, variant, student size) cell is timed for ``probe_epochs`` epochs with all
+    replicas, scaled to ``epochs``, and the cells are scheduled longest-first on ``workers``
+    single-thread processes, as the local launcher runs them. Teacher training is timed on
+    the real data for a few epochs and scaled to the ~75 epochs teachers typically run.
+    """
+    cells = []
+    for dataset in datasets:
+        splits, d = fake_splits(dataset, replicas)
+        seeds = list(range(1, replicas + 1))
+        teacher = MLPStack.init(d, 500, 1, rng.generators(seeds, "bench"))
+        for hidden in (25, 50):
+            for variant, (method, params, alpha) in VARIANTS.items():
+                cfg = StudentConfig(hidden=hidden, epochs=probe_epochs)
+                distill(teacher, splits, seeds, _build(method, params), alpha, StudentConfig(hidden=hidden, epochs=1))
+                t0 = time.perf_counter()
+                distill(teacher, splits, seeds, _build(method, params), alpha, cfg)
+                cells.append((dataset, hidden, variant, (time.perf_counter() - t0) / probe_epochs * epochs))
+        teacher_epoch = _teacher_epoch_seconds(dataset, replicas)
+        cells.append((dataset, 500, "teachers", teacher_epoch * 75))
+    loads = [0.0] * workers
+    for *_, seconds in sorted(cells, key=lambda c: -c[-1]):
+        loads[loads.index(min(loads))] += seconds
+    return cells, max(loads)
+
+
+def _teacher_epoch_seconds(dataset: str, replicas: int) -> float:
+    from dfkd.engine.teacher import TeacherConfig, train_teachers
+
+    import dataclasses
+
+    splits, d = fake_splits(dataset, replicas)
+    gen = np.random.default_rng(1)
+    splits = [dataclasses.replace(s, X_train=gen.standard_normal((5000, d)).astype(np.float32),
+                                  y_train=gen.standard_normal(5000).astype(np.float32)) for s in splits]  # 5000 rows
+    t0 = time.perf_counter()
+    train_teachers(splits, list(range(1, replicas + 1)), TeacherConfig(max_epochs=2))
+    return (time.perf_counter() - t0) / 2
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dfkd.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="cpusmall,indoorloc")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--replicas", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=3.0, help="target time per measurement")
+    parser.add_argument("--estimate", action="store_true",
+                        help="also extrapolate the full Tables 3+4 protocol's wall time on 2 workers (a few minutes)")
+    parser.add_argument("--overhead-records", default="results/quick/records",
+                        help="records of a finished run (make quick) whose bookkeeping share to print")
     args = parser.parse_args(argv)
     variants = args.variants.split(",")
     unknown = [v for v in variants if v not in VARIANTS]
@@ -159,6 +239,24 @@ def main(argv=None) -> int:
             batched, gflops = time_batched(teacher, splits, seeds, variant, batched_epochs)
             print(f"{dataset:10s} {variant:22s} {batched:13.1f} {loop:10.1f} {batched / loop:6.1f}x "
                   f"{gflops:8.1f} {100 * gflops / base:8.0f}%", flush=True)
+    if args.estimate:
+        offline = ["indoorloc", "pole", "mv", "puma32h", "compactiv", "cpusmall"]
+        cells, wall = estimate_protocol(offline, args.replicas)
+        total = sum(c[-1] for c in cells)
+        print()
+        for dataset in offline:
+            part = sum(c[-1] for c in cells if c[0] == dataset)
+            print(f"estimate {dataset:10s}: {part / 60:6.1f} min of single-thread work (teachers and 10 student cells)")
+        print(f"estimate full Tables 3+4 protocol (6 offline datasets): {total / 60:.0f} min of single-thread work, "
+              f"{wall / 60:.0f} min wall time on 2 single-thread workers")
+    over = bookkeeping_overhead(Path(args.overhead_records))
+    print()
+    if over is None:
+        print(f"bookkeeping overhead: no records with timings under {args.overhead_records} (run `make quick` first)")
+    else:
+        print(f"bookkeeping overhead on {over['cells']} cells under {args.overhead_records}: "
+              f"{100 * over['share']:.2f} % of the time (records, resume checks and traces "
+              f"{over['bookkeeping_s']:.2f} s, checksums {over['checksum_s']:.2f} s, training {over['compute_s']:.0f} s)")
     return 0
 
 

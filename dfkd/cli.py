@@ -40,6 +40,10 @@ def check_overrides(argv: list[str]) -> None:
             continue
         key, _, value = arg.partition("=")
         key = key.lstrip("+~").split("@")[0]
+        if key == "results_dir" and value and "," not in value and "$" not in value:
+            from dfkd.run import check_writable
+
+            check_writable(Path(value))  # Hydra writes its logs there before any of our code runs
         if key not in known or not value or _SWEEP_FN.match(value):
             continue
         valid = options(key)

@@ -10,6 +10,7 @@ and write one record (and one trace file) per seed.
 from __future__ import annotations
 
 import math
+import os
 import platform
 import sys
 import time
@@ -65,7 +66,7 @@ class Settings:
     progress: bool = True
     subset: dict = field(default_factory=dict)  # images only: {"train": n, "test": n}, None = all
     synthetic_samples: int = 50  # image runs: synthetic batch kept per seed for figures 9 and 10
-    extra: dict = field(default_factory=dict)
+    resolved: dict = field(default_factory=dict)  # the whole resolved config, kept in every record
 
 
 def _pos_int(cfg: dict, key: str, where: str = "") -> int:
@@ -178,7 +179,7 @@ def settings_from_dict(cfg: dict) -> Settings:
         device=device, threads=int(cfg.get("threads") or 0), missing_data=missing,
         train_teachers_if_missing=bool(cfg.get("train_teachers_if_missing", True)),
         progress=bool(cfg.get("progress", True)), subset=_subset(cfg, dict(cfg["dataset"])),
-        synthetic_samples=int(cfg.get("synthetic_samples", 50) or 0))
+        synthetic_samples=int(cfg.get("synthetic_samples", 50) or 0), resolved=cfg)
 
 
 def _subset(cfg: dict, dataset: dict) -> dict:
@@ -421,42 +422,107 @@ def cell_hash(settings: Settings, seed: int, batch_size: int) -> str:
            if is_image_dataset(settings.dataset) else {})})
 
 
-def run_cell(settings: Settings, log=print) -> dict:
-    """Distil every pending seed of one cell and write its records.
+def check_writable(folder: Path) -> None:
+    """Fail early, before any training, if results cannot be written to ``folder``."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        records.atomic_write_bytes(Path(folder) / ".dfkd-write-test", b"ok")
+        (Path(folder) / ".dfkd-write-test").unlink()
+    except OSError as exc:
+        raise ConfigError(f"cannot write results to {folder} ({exc.strerror or exc}): fix its permissions or "
+                          f"choose another folder with results_dir=...") from None
 
-    Returns:
-        A summary: ``{"status": "done"|"skipped"|"missing_data", "records": [paths], "ran": [seeds]}``.
-    """
-    tune_process(settings.threads)
-    device = resolve_device(settings.device)
-    name = settings.dataset["name"]
-    cell_dir = records.record_dir(settings.results_dir, name, settings.student_name, settings.method_name,
-                                  settings.alpha.label)
-    batch = settings.student.batch_size or settings.alpha.default_batch_size()
-    hashes = {s: cell_hash(settings, s, batch) for s in settings.seeds}
-    paths = {s: records.record_path(cell_dir, s) for s in settings.seeds}
+
+def _cell_logger(log, cell_dir: Path):
+    """Log to the caller and append to the cell's own ``run.log`` beside its records."""
+    path = Path(cell_dir) / "run.log"
+
+    def emit(message: str) -> None:
+        log(message)
+        try:
+            with open(path, "a") as fh:
+                fh.write(f"[{_now()}] {message}\n")
+        except OSError:
+            pass  # the log is a convenience; the record is the result
+    return emit
+
+
+def _pending_seeds(settings: Settings, paths: dict, hashes: dict, cell_dir: Path, log) -> list[int]:
+    """Seeds without a valid record of the current config; records of a committed stack are restored first."""
+    _restore_from_stack_files(cell_dir, paths, hashes, log)
     pending = []
     for s in settings.seeds:
         rec = records.read_record(paths[s])
         if rec is None and paths[s].exists():
-            log(f"[{name}] record {paths[s]} is damaged or of another schema: redoing seed {s}")
-        if rec is None or rec.get("config_hash") != hashes[s] or rec.get("status") != "ok":
+            log(f"record {paths[s]} is damaged or of another schema: redoing seed {s}")
+        if rec is None or rec.get("config_hash") != hashes[s]:
             pending.append(s)
+        elif rec.get("status") != "ok":
+            log(f"seed {s} failed earlier ({rec.get('failure_reason')}): kept as failed; delete {paths[s]} to retry")
+    return pending
+
+
+def _restore_from_stack_files(cell_dir: Path, paths: dict, hashes: dict, log) -> None:
+    """Write records that a finished stack committed but an interruption kept from being written."""
+    for stack_file in sorted(Path(cell_dir).glob(".stack-*.json")):
+        stack = records.read_record(stack_file)
+        if stack is None:
+            stack_file.unlink(missing_ok=True)  # never committed: its run is redone
+            continue
+        for rec in stack.get("records", []):
+            seed = rec.get("seed")
+            if seed in paths and rec.get("config_hash") == hashes.get(seed):
+                current = records.read_record(paths[seed])
+                if current is None or current.get("config_hash") != hashes[seed]:
+                    records.write_json(paths[seed], rec)
+                    log(f"restored the record of seed {seed} from its committed stack {stack_file.name}")
+        stack_file.unlink(missing_ok=True)
+
+
+def run_cell(settings: Settings, log=print) -> dict:
+    """Distil every pending seed of one cell and write its records.
+
+    Crash safety: per-seed traces are written first, then the whole stack's
+    records in one atomic file (the commit point), then one record per seed;
+    an interruption anywhere leaves either nothing of the stack (it is redone)
+    or a committed stack whose records are restored on the next run, never a
+    mix. Records are never recomputed once their config hash matches.
+
+    Returns:
+        A summary: ``{"status": "done"|"skipped"|"missing_data", "records": [paths], "ran": [seeds]}``.
+    """
+    t_start = time.perf_counter()
+    tune_process(settings.threads)
+    device = resolve_device(settings.device)
+    name = settings.dataset["name"]
+    check_writable(settings.results_dir)
+    cell_dir = records.record_dir(settings.results_dir, name, settings.student_name, settings.method_name,
+                                  settings.alpha.label)
     label = f"{name} {settings.student_name} {settings.method_name}/{settings.alpha.label}"
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    outer = log
+    log = _cell_logger(lambda msg: outer(f"[{label}] {msg}"), cell_dir)
+    batch = settings.student.batch_size or settings.alpha.default_batch_size()
+    hashes = {s: cell_hash(settings, s, batch) for s in settings.seeds}
+    paths = {s: records.record_path(cell_dir, s) for s in settings.seeds}
+    pending = _pending_seeds(settings, paths, hashes, cell_dir, log)
     if not pending:
-        log(f"[{label}] all {len(settings.seeds)} seed(s) already done: skipping")
+        log(f"all {len(settings.seeds)} seed(s) already done: skipping")
         return {"status": "skipped", "records": [str(p) for p in paths.values()], "ran": []}
+    bookkeeping = time.perf_counter() - t_start
+    t_data = time.perf_counter()
     try:
         spec, splits, context = load_data(settings, pending)
     except DataMissingError as exc:
         if settings.missing_data == "skip":
-            log(f"[{label}] not run (data missing): {exc}")
+            log(f"not run (data missing): {exc}")
             return {"status": "missing_data", "records": [], "ran": []}
         raise
+    data_s = time.perf_counter() - t_data
     teacher, tinfo = get_teachers(settings, pending, splits, device, log)
     method = build_method(settings)
-    log(f"[{label}] distilling seeds {pending} on {device} (m={batch}, {settings.student.epochs} epochs)")
-    bar = _bar(settings, settings.student.epochs, label)
+    log(f"distilling seeds {pending} (R={len(pending)}) on {device} (m={batch}, {settings.student.epochs} epochs)")
+    bar = _bar(settings, settings.student.epochs, f"{label} R={len(pending)}")
     t0 = time.perf_counter()
     image = is_image_dataset(settings.dataset)
     results, traces, _, _ = distill(teacher, splits, pending, method, settings.alpha, settings.student, device,
@@ -465,47 +531,63 @@ def run_cell(settings: Settings, log=print) -> dict:
     if bar is not None:
         bar.close()
     wall = time.perf_counter() - t0
-    written = []
+    t_write = time.perf_counter()
+    recs = []
     for r, seed in enumerate(pending):
         res = results[r]
-        ok = all(math.isfinite(res[k]) for k in ("test_rmse", "test_mae"))
         trace_path = paths[seed].with_suffix(".trace.npz")
         _write_trace(trace_path, {k: (v[r] if k.startswith("synthetic_") else v[:, r]).numpy()
                                   for k, v in traces.items()})
-        rec = {
-            "schema": records.SCHEMA, "kind": "distill", "experiment": settings.experiment,
-            "dataset": name, "method": settings.method_name, "alpha": settings.alpha.label,
-            "variant": f"{settings.method_name}/{settings.alpha.label}", "student": settings.student_name,
-            "student_hidden": settings.student.hidden if settings.student.arch == "mlp" else None,
-            "student_arch": settings.student.arch, "teacher": settings.teacher_name, "seed": seed,
-            "status": "ok" if ok else "failed", "failure_reason": None if ok else "non-finite test error",
-            **{k: res[k] for k in ("test_rmse", "test_mae", "test_rmse_last", "test_mae_last", "best_epoch",
-                                   "val_rmse_best")},
-            "teacher_test_rmse": tinfo[r]["test_rmse"], "teacher_test_mae": tinfo[r].get("test_mae"),
-            "teacher_val_rmse": tinfo[r]["val_rmse"],
-            "teacher_epochs": tinfo[r]["epochs"],
-            "epochs": settings.student.epochs, "epochs_run": res["epochs_run"],
-            "steps_per_epoch": settings.student.steps_per_epoch, "batch_size": res["batch_size"],
-            "replicas": len(pending), "wall_time_s": wall / len(pending), "stack_wall_time_s": wall,
-            "config_hash": hashes[seed], "teacher_key": teacher_key(settings), "git_commit": records.git_commit(),
-            "device": str(device), "threads": torch.get_num_threads(), "host": platform.node(),
-            "torch_version": torch.__version__, "numpy_version": np.__version__,
-            "python_version": platform.python_version(), "created": _now(),
-            "data_sha256": data_fingerprint(settings), "method_params": settings.method_params,
-            "alpha_schedule": settings.alpha.schedule, "alpha_value": float(settings.alpha.value),
-            "trace_file": trace_path.name,
-        }
+        rec = _record(settings, seed, res, tinfo[r], hashes[seed], device, wall, len(pending), trace_path)
         if image:
             rec.update(student_loss=settings.student.loss, subset=settings.subset,
                        n_train_images=int(splits[0].X_train.shape[0]), n_val_images=int(splits[0].X_val.shape[0]),
                        n_test_images=int(splits[0].X_test.shape[0]),
                        synthetic_samples=int(traces["synthetic_t"].shape[1]) if "synthetic_t" in traces else 0)
-        records.write_json(paths[seed], rec)
-        written.append(str(paths[seed]))
-    mean = float(np.mean([r["test_rmse"] for r in results]))
-    mae = f", MAE {float(np.mean([r['test_mae'] for r in results])):.4f}" if image else ""
-    log(f"[{label}] done in {wall:.1f}s: test RMSE mean {mean:.4f}{mae} over {len(pending)} seed(s) -> {cell_dir}")
-    return {"status": "done", "records": written, "ran": pending}
+        recs.append(rec)
+    bookkeeping += time.perf_counter() - t_write
+    for rec in recs:  # what resume checks, traces and data verification cost, for `make bench`
+        rec.update(bookkeeping_s=bookkeeping / len(recs), data_s=data_s / len(recs))
+    stack_file = cell_dir / f".stack-{records.config_hash([hashes[s] for s in pending])}-{os.getpid()}.json"
+    records.write_json(stack_file, {"schema": records.SCHEMA, "records": recs})  # the commit point
+    for rec in recs:
+        records.write_json(paths[rec["seed"]], rec)
+    stack_file.unlink(missing_ok=True)
+    failed = [rec["seed"] for rec in recs if rec["status"] != "ok"]
+    ok = [rec["test_rmse"] for rec in recs if rec["status"] == "ok"]
+    mae = f", MAE {float(np.mean([r['test_mae'] for r in recs if r['status'] == 'ok'])):.4f}" if image and ok else ""
+    log(f"done in {wall:.1f}s: test RMSE mean {np.mean(ok) if ok else float('nan'):.4f}{mae} over {len(ok)} seed(s)"
+        + (f"; FAILED (diverged): seeds {failed}" if failed else "") + f" -> {cell_dir}")
+    return {"status": "done", "records": [str(paths[s]) for s in pending], "ran": pending}
+
+
+def _record(settings: Settings, seed: int, res: dict, tinfo: dict, config_hash: str, device, wall: float,
+            replicas: int, trace_path: Path) -> dict:
+    """One run's flat, self-describing record."""
+    failure = res.get("failure_reason")
+    return {
+        "schema": records.SCHEMA, "kind": "distill", "experiment": settings.experiment,
+        "dataset": settings.dataset["name"], "method": settings.method_name, "alpha": settings.alpha.label,
+        "variant": f"{settings.method_name}/{settings.alpha.label}", "student": settings.student_name,
+        "student_hidden": settings.student.hidden if settings.student.arch == "mlp" else None,
+        "student_arch": settings.student.arch, "teacher": settings.teacher_name, "seed": seed,
+        "status": "failed" if failure else "ok", "failure_reason": failure,
+        **{k: res[k] for k in ("test_rmse", "test_mae", "test_rmse_last", "test_mae_last", "best_epoch",
+                               "val_rmse_best")},
+        "teacher_test_rmse": tinfo["test_rmse"], "teacher_test_mae": tinfo.get("test_mae"),
+        "teacher_val_rmse": tinfo["val_rmse"],
+        "teacher_epochs": tinfo["epochs"],
+        "epochs": settings.student.epochs, "epochs_run": res["epochs_run"],
+        "steps_per_epoch": settings.student.steps_per_epoch, "batch_size": res["batch_size"],
+        "replicas": replicas, "wall_time_s": wall / replicas, "stack_wall_time_s": wall,
+        "config_hash": config_hash, "teacher_key": teacher_key(settings), "git_commit": records.git_commit(),
+        "device": str(device), "threads": torch.get_num_threads(), "host": platform.node(),
+        "torch_version": torch.__version__, "numpy_version": np.__version__,
+        "python_version": platform.python_version(), "created": _now(),
+        "data_sha256": data_fingerprint(settings), "method_params": settings.method_params,
+        "alpha_schedule": settings.alpha.schedule, "alpha_value": float(settings.alpha.value),
+        "trace_file": trace_path.name, "config": settings.resolved,
+    }
 
 
 def _write_trace(path: Path, arrays: dict) -> None:

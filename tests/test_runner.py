@@ -127,7 +127,39 @@ def wrong_teacher(ws):
         __import__("torch").save(blob, p)
 
 
+def data_with(ws, values):
+    """Replace cpusmall's X.npy with ``values`` and return the override pinning its new checksum."""
+    import hashlib
+
+    target = ws / "data" / "cpusmall" / "X.npy"
+    target.chmod(0o644)
+    np.save(target, values)
+    return [f"dataset.files.0.sha256={hashlib.sha256(target.read_bytes()).hexdigest()}"]
+
+
+def nan_data(ws):
+    x = np.load(ws / "data" / "cpusmall" / "X.npy")
+    x[5, 3] = np.nan
+    x[7, 1] = np.inf
+    return data_with(ws, x)
+
+
+def short_data(ws):
+    return data_with(ws, np.load(ws / "data" / "cpusmall" / "X.npy")[:100])
+
+
+def blocked_results(ws):
+    (ws / "blocker").write_text("a file, not a folder")
+    return [f"results_dir={ws / 'blocker' / 'results'}"]
+
+
 BAD = [
+    ("zero seeds", ["seeds=0"], None, "seeds must be a positive integer"),
+    ("negative seeds", ["seeds=-3"], None, "seeds must be a positive integer"),
+    ("NaN or inf in data", ["method=generator", "alpha=one"], nan_data, "non-finite values"),
+    ("data of the wrong shape", ["method=generator", "alpha=one"], short_data, "has shape (100, 12)"),
+    ("unwritable results folder", [], blocked_results, "cannot write results to"),
+
     ("unknown dataset", ["dataset=nope"], None, "unknown dataset 'nope'"),
     ("unknown method", ["method=gan"], None, "unknown method 'gan'"),
     ("unknown alpha", ["alpha=sideways"], None, "unknown alpha 'sideways'"),
@@ -144,7 +176,7 @@ BAD = [
 @pytest.mark.parametrize("name,args,prepare,message", BAD, ids=[b[0] for b in BAD])
 def test_bad_input_is_one_clear_line(workspace, name, args, prepare, message):
     if prepare:
-        prepare(workspace)
+        args = [*args, *(prepare(workspace) or [])]
     before = snapshot(workspace)
     proc = run_cli(args, workspace)
     assert proc.returncode != 0
@@ -152,6 +184,15 @@ def test_bad_input_is_one_clear_line(workspace, name, args, prepare, message):
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and message in last, proc.stderr
     assert snapshot(workspace) == before  # nothing finished was lost or overwritten
+
+
+def test_corrupted_record_is_reported_and_redone(workspace, data_mirror):
+    target = workspace / "results/records/cpusmall/mlp50/direct-decreasing/seed02.json"
+    target.write_text('{"schema": 1, "test_rmse": 0.1')  # torn by hand
+    proc = run_cli([], workspace, mirror=data_mirror)
+    assert proc.returncode == 0, proc.stderr
+    assert "damaged" in proc.stdout and "redoing seed 2" in proc.stdout
+    assert json.loads(target.read_text())["seed"] == 2
 
 
 def test_single_cell_from_the_shell_then_skip(workspace, data_mirror):

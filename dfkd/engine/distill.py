@@ -96,7 +96,8 @@ def distill(teacher, splits, seeds: list[int], method: Method, alpha: AlphaSched
             (with the final student) and return them with the teacher's predictions, for figures.
 
     Returns:
-        ``(results, traces)``: per replica a dict of metrics; traces is a dict of
+        ``(results, traces, student, best_flat)``: per replica a dict of metrics
+        (``failure_reason`` is set for a replica that diverged); traces is a dict of
         ``(epochs, R)`` CPU tensors: ``val_rmse``, ``loss_g`` (student loss on x_g,
         mean over the epoch's steps; NaN where a = 0) and ``loss_p``; with ``keep_samples`` also
         ``synthetic_x (R, k, *input_shape)`` and ``synthetic_t (R, k)``.
@@ -122,6 +123,7 @@ def distill(teacher, splits, seeds: list[int], method: Method, alpha: AlphaSched
     trace_val = torch.empty(cfg.epochs, n_rep, device=device)
     trace_g = torch.full((cfg.epochs, n_rep), math.nan, device=device)
     trace_p = torch.full((cfg.epochs, n_rep), math.nan, device=device)
+    failed_epoch = torch.full((n_rep,), -1, dtype=torch.long, device=device)
 
     for epoch in range(cfg.epochs):
         a = alpha(epoch, cfg.epochs)
@@ -157,6 +159,11 @@ def distill(teacher, splits, seeds: list[int], method: Method, alpha: AlphaSched
             trace_p[epoch] = sum_p / cfg.steps_per_epoch
         val = mse_per_replica(predict_rows(student, data["X_val"], chunk=cfg.eval_chunk), data["y_val"])
         trace_val[epoch] = val
+        # Divergence guard: a replica whose loss turns non-finite is frozen and reported as
+        # failed; the replicas beside it are independent and go on.
+        diverged = ~(torch.isfinite(val) & torch.isfinite(sum_g) & torch.isfinite(sum_p)) & (failed_epoch < 0)
+        failed_epoch = torch.where(diverged, torch.full_like(failed_epoch, epoch), failed_epoch)
+        opt.lr.masked_fill_(diverged.view(-1, *([1] * (opt.lr.dim() - 1))), 0.0)
         improved = val < best_mse
         best_mse = torch.where(improved, val, best_mse)
         best_epoch = torch.where(improved, torch.full_like(best_epoch, epoch), best_epoch)
@@ -172,8 +179,10 @@ def distill(teacher, splits, seeds: list[int], method: Method, alpha: AlphaSched
     rmse_last, mae_last = test_metrics(student.flat)
     wall = time.perf_counter() - t0
     results = []
+    failed = failed_epoch.tolist()
     for r in range(n_rep):
         results.append({
+            "failure_reason": None if failed[r] < 0 else f"non-finite loss at epoch {failed[r]}: diverged",
             "test_rmse": rmse_best[r],
             "test_mae": mae_best[r],
             "test_rmse_last": rmse_last[r],
