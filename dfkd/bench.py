@@ -153,7 +153,7 @@ def _mnist_setup(replicas: int, n_val: int):
     context = Context(shape, make_sampler("pixel", shape, mean=mean, var=var))
     teachers = CNNStack.init(10, rng.generators(list(range(replicas)), "bench")).freeze()
     student = yaml.safe_load((CONF_DIR / "student" / "cnn5.yaml").read_text())
-    cfg = dict(arch="cnn", loss="logcosh", arch_params=student["params"], eval_chunk=2000)
+    cfg = dict(arch="cnn", loss="logcosh", arch_params=student["params"], eval_chunk=int(student.get("eval_chunk", 200)))
     return split, context, teachers, cfg
 
 

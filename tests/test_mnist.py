@@ -297,3 +297,21 @@ def test_figures_9_and_10_from_fabricated_records(tmp_path):
         assert n == 2 and [p.suffix for p in paths] == [".png", ".pdf"]
         assert all(p.stat().st_size > 5000 for p in paths)
         assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("overrides,match", [
+    (["dataset=mnist"], "image teacher"),
+    (["dataset=mnist", "teacher=cnn10"], "image student"),
+    (["dataset=pole", "teacher=cnn10", "student=cnn5"], "need an image dataset"),
+])
+def test_image_and_table_networks_do_not_mix(overrides, match, tmp_path):
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from dfkd.cli import CONF_DIR
+    from dfkd.run import load_data, settings_from_dict
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=overrides + ["data_mirror=null", f"data_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match=match):
+        load_data(settings_from_dict(OmegaConf.to_container(cfg, resolve=True)), [1])
