@@ -10,13 +10,15 @@ MIRROR  ?= $(or $(DFKD_DATA_MIRROR),$(wildcard ../shared/data))
 JOBS    ?= 2
 DATASETS := indoorloc,ctscan,pole,mv,puma32h,compactiv,cpusmall
 export DFKD_JOBS := $(JOBS)
+# Measured estimate of the full Table 5 protocol without a GPU (README, "MNIST"), in CPU hours.
+MNIST_CPU_HOURS := 10.6
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup data teachers table3 table4 tables quick reproduce bench test test-all clean-quick
+.PHONY: help setup data teachers table3 table4 table5 table5-cpu fig9 fig10 tables quick reproduce bench test test-all clean-quick
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
-	@echo "  variables: MIRROR=<dir with dataset files> JOBS=<parallel jobs, default 2>"
+	@echo "  variables: MIRROR=<dir with dataset files> JOBS=<parallel jobs, default 2> MNIST=cpu (reproduce: CPU-sized Table 5)"
 
 $(STAMP): requirements.lock pyproject.toml
 	python3 -m venv $(VENV)
@@ -40,20 +42,43 @@ table4: teachers ## Paper Table 4 (students MLP 50): train what is missing, then
 	$(PY) -m dfkd.distill -m experiment=table4
 	$(PY) -m dfkd.report --tables table4
 
+table5: data ## Paper Table 5 (MNIST, CNN students; many CPU hours, see README): train what is missing, then tabulate
+	@echo "table5: the full MNIST protocol takes about $(MNIST_CPU_HOURS) CPU hours on a 2-core machine without a GPU;"
+	@echo "        on such a machine consider 'make table5-cpu' (CPU-sized preset). Runs resume where they stopped."
+	$(PY) -m dfkd.distill -m experiment=table5
+	$(PY) -m dfkd.report --tables table5
+
+table5-cpu: data ## Table 5 on a CPU-sized budget (preset table5_cpu; labelled, not the paper's protocol)
+	$(PY) -m dfkd.distill -m experiment=table5_cpu
+	$(PY) -m dfkd.report --records results/table5_cpu/records --out results/table5_cpu/tables --tables table5
+	$(PY) -m dfkd.report --records results/table5_cpu/records --figures fig9,fig10 --figures-out results/table5_cpu/figures
+
+fig9: $(STAMP) ## Paper Figure 9 (synthetic MNIST images per method) from records -> results/figures/
+	$(PY) -m dfkd.report --figures fig9
+
+fig10: $(STAMP) ## Paper Figure 10 (teacher's predictions on synthetic images) from records -> results/figures/
+	$(PY) -m dfkd.report --figures fig10
+
 tables: $(STAMP) ## Re-aggregate results/records into results/tables (no training)
 	$(PY) -m dfkd.report
 
-quick: data ## Every artefact on a reduced budget (3 seeds, 200 epochs) into results/quick/
+quick: data ## Every artefact on a reduced budget (3 seeds, 200 epochs; MNIST: 8 epochs) into results/quick/
 	$(PY) -m dfkd.teachers -m hydra/launcher=local dataset=$(DATASETS) missing_data=skip threads=1 seeds=3
 	$(PY) -m dfkd.distill -m experiment=quick
+	$(PY) -m dfkd.distill -m experiment=mnist_quick
 	$(PY) -m dfkd.report --records results/quick/records --out results/quick/tables
+	$(PY) -m dfkd.report --records results/quick/records --figures fig9,fig10 --figures-out results/quick/figures
 
-reproduce: data ## The full protocol: teachers, Tables 3 and 4 (resumes where it stopped)
+reproduce: data ## The full protocol: teachers, Tables 3, 4 and 5, Figures 9 and 10 (MNIST=cpu: CPU-sized Table 5)
+	@echo "reproduce: Tables 3 and 4 take about 12-14 h on 2 CPU cores. Table 5 (MNIST) adds about $(MNIST_CPU_HOURS) CPU hours"
+	@echo "           without a GPU$(if $(filter cpu,$(MNIST)),; MNIST=cpu: using the CPU-sized preset table5_cpu (about 1.8 CPU hours).,: for the CPU-sized preset (about 1.8 CPU hours) run 'make reproduce MNIST=cpu'.)"
+	@echo "           Every step resumes where it stopped."
 	@start=$$(date +%s); \
 	$(MAKE) --no-print-directory teachers && \
 	$(PY) -m dfkd.distill -m experiment=table3 && \
 	$(PY) -m dfkd.distill -m experiment=table4 && \
 	$(PY) -m dfkd.report && \
+	$(MAKE) --no-print-directory $(if $(filter cpu,$(MNIST)),table5-cpu,table5 fig9 fig10) && \
 	echo "reproduce: finished in $$(( $$(date +%s) - start )) s"
 
 bench: $(STAMP) ## Print engine speed: batched vs one-model loop, GFLOP/s vs a plain matmul

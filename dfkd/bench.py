@@ -8,8 +8,15 @@ the teacher's weights are random, which changes no cost. All timings are taken
 in one process, one thread, one after the other, so they compare as ratios even
 on a shared, noisy machine.
 
-    python -m dfkd.bench                       # cpusmall and indoorloc, all five variants
+    python -m dfkd.bench                       # cpusmall and indoorloc, all five variants; MNIST lines
     python -m dfkd.bench --datasets pole --variants direct/decreasing --replicas 10
+    python -m dfkd.bench --datasets none --mnist-variants direct_mnist/decreasing
+
+MNIST lines: the CNN engine with R = 5 replicas in one stack (grouped convolutions)
+against the same engine run for one model at a time (R = 1), with the paper's
+shapes (m = 50, 10 steps per epoch, 5000 validation images) and random weights.
+Times are CPU seconds of this process (``time.process_time``), single-threaded,
+so they hold on a busy machine.
 """
 
 from __future__ import annotations
@@ -195,6 +202,74 @@ def _teacher_epoch_seconds(dataset: str, replicas: int) -> float:
     t0 = time.perf_counter()
     train_teachers(splits, list(range(1, replicas + 1)), TeacherConfig(max_epochs=2))
     return (time.perf_counter() - t0) / 2
+# A decreasing alpha is timed at a constant 0.5 with m = 50: the same work as any epoch of the
+# schedule but its last (both batches made), without the degenerate a = 0 of a 1-epoch schedule.
+MNIST_VARIANTS = {
+    "random/0": ("random", AlphaSchedule("constant", 0.0), 100),
+    "generator_mnist/decreasing": ("generator_mnist", AlphaSchedule("constant", 0.5), 50),
+    "direct_mnist/decreasing": ("direct_mnist", AlphaSchedule("constant", 0.5), 50),
+}
+
+
+def _mnist_setup(replicas: int, n_val: int):
+    import yaml
+
+    from dfkd.cli import CONF_DIR
+    from dfkd.data.split import Split
+    from dfkd.methods.base import Context
+    from dfkd.methods.sampler import make_sampler
+    from dfkd.models.cnn import CNNStack
+
+    gen = np.random.default_rng(0)
+    shape = (1, 28, 28)
+    split = Split(gen.random((8,) + shape, dtype=np.float32), gen.random(8, dtype=np.float32) * 9,
+                  gen.random((n_val,) + shape, dtype=np.float32), gen.random(n_val, dtype=np.float32) * 9,
+                  gen.random((10,) + shape, dtype=np.float32), gen.random(10, dtype=np.float32) * 9)
+    mean, var = np.full((28, 28), 0.13, np.float32), np.full((28, 28), 0.09, np.float32)
+    context = Context(shape, make_sampler("pixel", shape, mean=mean, var=var))
+    teachers = CNNStack.init(10, rng.generators(list(range(replicas)), "bench")).freeze()
+    student = yaml.safe_load((CONF_DIR / "student" / "cnn5.yaml").read_text())
+    cfg = dict(arch="cnn", loss="logcosh", arch_params=student["params"], eval_chunk=int(student.get("eval_chunk", 200)))
+    return split, context, teachers, cfg
+
+
+def bench_mnist(variants, replicas: int = 5, epochs: int = 1, n_val: int = 5000) -> None:
+    """Print student-epochs per CPU second, batched (R replicas) vs one model at a time."""
+    import yaml
+
+    from dfkd.cli import CONF_DIR
+    from dfkd.run import Settings, build_method
+
+    split, context, teachers, cfg = _mnist_setup(replicas, n_val)
+    print(f"\n# MNIST CNN (teacher f=10, student f=5), {replicas} replicas batched vs 1 at a time; "
+          f"CPU s per student-epoch")
+    header = f"{'variant':28s} {'batched ep/s':>13s} {'loop ep/s':>10s} {'ratio':>7s} {'CPU s/epoch/model':>18s}"
+    print(header)
+    print("-" * len(header))
+    for variant in variants:
+        name, alpha, m = MNIST_VARIANTS[variant]
+        params = yaml.safe_load((CONF_DIR / "method" / f"{name}.yaml").read_text())
+        target = params.pop("_target_")
+        params.pop("name")
+
+        def method():
+            return build_method(Settings(dataset={}, seeds=[], teacher_name="", teacher=None, student_name="",
+                                         student=None, method_name=name, method_target=target,
+                                         method_params=dict(params), alpha_name="", alpha=alpha))
+
+        def run(r):
+            from dfkd.engine.distill import StudentConfig
+
+            sub = teachers if r == replicas else type(teachers).from_params(
+                [teachers.replica_params(0)], 10).freeze()
+            t0 = time.process_time()
+            distill(sub, [split] * r, list(range(r)), method(), alpha,
+                    StudentConfig(epochs=epochs, batch_size=m, **cfg), context=context)
+            return time.process_time() - t0
+
+        batched = replicas * epochs / run(replicas)
+        loop = epochs / run(1)
+        print(f"{variant:28s} {batched:13.3f} {loop:10.3f} {batched / loop:6.2f}x {1 / batched:18.1f}", flush=True)
 
 
 def main(argv=None) -> int:
@@ -207,8 +282,16 @@ def main(argv=None) -> int:
                         help="also extrapolate the full Tables 3+4 protocol's wall time on 2 workers (a few minutes)")
     parser.add_argument("--overhead-records", default="results/quick/records",
                         help="records of a finished run (make quick) whose bookkeeping share to print")
+    parser.add_argument("--mnist-variants", default=",".join(MNIST_VARIANTS),
+                        help="MNIST variants to time ('none' to skip)")
+    parser.add_argument("--mnist-replicas", type=int, default=5)
+    parser.add_argument("--mnist-epochs", type=int, default=1)
     args = parser.parse_args(argv)
     variants = args.variants.split(",")
+    mnist = [] if args.mnist_variants == "none" else args.mnist_variants.split(",")
+    if [v for v in mnist if v not in MNIST_VARIANTS]:
+        print(f"error: unknown MNIST variant in {mnist} (choose from {', '.join(MNIST_VARIANTS)})", file=sys.stderr)
+        return 2
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or args.replicas < 1:
         print(f"error: unknown variant {unknown} (choose from {', '.join(VARIANTS)}) or replicas < 1", file=sys.stderr)
@@ -225,7 +308,7 @@ def main(argv=None) -> int:
               f"{'GFLOP/s':>8s} {'% matmul':>9s}")
     print(header)
     print("-" * len(header))
-    for dataset in args.datasets.split(","):
+    for dataset in ([] if args.datasets == "none" else args.datasets.split(",")):
         splits, d = fake_splits(dataset, args.replicas)
         seeds = list(range(1, args.replicas + 1))
         teacher = MLPStack.init(d, 500, 1, rng.generators(seeds, "bench"))
@@ -239,6 +322,8 @@ def main(argv=None) -> int:
             batched, gflops = time_batched(teacher, splits, seeds, variant, batched_epochs)
             print(f"{dataset:10s} {variant:22s} {batched:13.1f} {loop:10.1f} {batched / loop:6.1f}x "
                   f"{gflops:8.1f} {100 * gflops / base:8.0f}%", flush=True)
+    if mnist:
+        bench_mnist(mnist, args.mnist_replicas, args.mnist_epochs)
     if args.estimate:
         offline = ["indoorloc", "pole", "mv", "puma32h", "compactiv", "cpusmall"]
         cells, wall = estimate_protocol(offline, args.replicas)

@@ -139,7 +139,7 @@ def settings_from_dict(cfg: dict) -> Settings:
             arch=t_arch, arch_params=_mapping(t, "params", "teacher."), lr=_number(t, "lr", "teacher.", 0),
             weight_decay=_number(t, "weight_decay", "teacher.", 0), batch_size=_pos_int(t, "batch_size", "teacher."),
             epochs=_pos_int(t, "epochs", "teacher."), loss=str(t.get("loss", "logcosh")),
-            seed=int(t.get("seed", 0)), eval_chunk=int(t.get("eval_chunk", 2000)))
+            seed=int(t.get("seed", 0)), eval_chunk=int(t.get("eval_chunk", 200)))
     batch = cfg.get("batch_size")
     s_arch = str(s.get("arch", "mlp"))
     student = StudentConfig(
@@ -232,6 +232,29 @@ def load_splits(settings: Settings, seeds: list[int]):
     return spec, splits
 
 
+def check_pairing(settings: Settings) -> None:
+    """Image datasets need image networks (teacher=cnn10, student=cnn5) and tables need MLPs.
+
+    Checked when a run starts, not when a config is composed, so that every option of every
+    group still composes on its own.
+
+    Raises:
+        ConfigError: one line naming the options that fit.
+    """
+    name = settings.dataset.get("name")
+    image = is_image_dataset(settings.dataset)
+    image_teacher = isinstance(settings.teacher, CNNTeacherConfig)
+    if image and not image_teacher:
+        raise ConfigError(f"dataset {name} holds images: use an image teacher (teacher=cnn10), not "
+                          f"teacher={settings.teacher_name}")
+    if image and settings.student.arch == "mlp":
+        raise ConfigError(f"dataset {name} holds images: use an image student (student=cnn5), not "
+                          f"student={settings.student_name}")
+    if not image and (image_teacher or settings.student.arch == "cnn"):
+        raise ConfigError(f"teacher={settings.teacher_name} student={settings.student_name} need an image dataset "
+                          f"(dataset=mnist); for dataset {name} use teacher=mlp500 and student=mlp25 or mlp50")
+
+
 def load_data(settings: Settings, seeds: list[int]):
     """The dataset's spec, each seed's split and the :class:`~dfkd.methods.base.Context` of its inputs.
 
@@ -242,6 +265,7 @@ def load_data(settings: Settings, seeds: list[int]):
     from dfkd.data import DatasetSpec, load_dataset, make_split
     from dfkd.methods.sampler import make_sampler
 
+    check_pairing(settings)
     spec = DatasetSpec.from_dict(settings.dataset)
     synthetic = dict(spec.extra.get("synthetic") or {"kind": "normal"})
     kind = synthetic.pop("kind", "normal")

@@ -36,7 +36,7 @@ class CNNTeacherConfig:
     epochs: int = 15
     loss: str = "logcosh"
     seed: int = 0  # the one teacher every run shares
-    eval_chunk: int = 2000
+    eval_chunk: int = 200
 
     def __post_init__(self):
         if self.loss not in ("mse", "logcosh"):

@@ -96,8 +96,10 @@ def synthetic_grid(batches: dict, spec: dict, out_dir: Path, per_row: int = 6) -
             ax.set_xticks([])
             ax.set_yticks([])
             if batch is None or j >= batch["x"].shape[0]:
-                if j == 0:
+                if j == 0 and batch is None:
                     ax.text(0.5, 0.5, "not run", ha="center", va="center", fontsize=10, transform=ax.transAxes)
+                else:
+                    ax.axis("off")
                 continue
             ax.imshow(batch["x"][j].reshape(batch["x"].shape[-2:]), cmap="gray", vmin=0.0, vmax=1.0)
             ax.set_title(f"T = {batch['t'][j]:.2f}", fontsize=9)
