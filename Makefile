@@ -70,7 +70,7 @@ quick: data ## Every artefact on a reduced budget (3 seeds, 200 epochs; MNIST: 8
 	$(PY) -m dfkd.report --records results/quick/records --figures fig9,fig10 --figures-out results/quick/figures
 
 reproduce: data ## The full protocol: teachers, Tables 3, 4 and 5, Figures 9 and 10 (MNIST=cpu: CPU-sized Table 5)
-	@echo "reproduce: Tables 3 and 4 take about 12-14 h on 2 CPU cores. Table 5 (MNIST) adds about $(MNIST_CPU_HOURS) CPU hours"
+	@echo "reproduce: Tables 3 and 4 take about 85 min on 2 CPU cores. Table 5 (MNIST) adds about $(MNIST_CPU_HOURS) CPU hours"
 	@echo "           without a GPU$(if $(filter cpu,$(MNIST)),; MNIST=cpu: using the CPU-sized preset table5_cpu (about 1.8 CPU hours).,: for the CPU-sized preset (about 1.8 CPU hours) run 'make reproduce MNIST=cpu'.)"
 	@echo "           Every step resumes where it stopped."
 	@start=$$(date +%s); \
