@@ -1,0 +1,207 @@
+"""The protein case study's pieces: RBF student, black-box teacher, differential evolution, split."""
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from dfkd.engine import rng
+from dfkd.errors import ConfigError
+from dfkd.methods.de import DifferentialEvolution, TargetedDisagreement
+from dfkd.models.blackbox import BlackBoxTeacher, fit_blackbox_teachers
+from dfkd.models.mlp import MLPStack
+from dfkd.models.rbf import RBFNet, RBFStack, init_rbf_params
+
+
+# -- RBF student ----------------------------------------------------------------------------------
+def hand_made():
+    return {"centres": torch.tensor([[0.0, 0.0], [1.0, 0.0]]),
+            "log_sigmas": torch.tensor([0.0, math.log(2.0)]),
+            "weight": torch.tensor([[1.0, 2.0]]), "bias": torch.tensor([0.5])}
+
+
+def test_rbf_output_on_hand_made_inputs():
+    """phi_k = exp(-|x - c_k|^2 / sigma_k^2); S = w . phi + b."""
+    x = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
+    expect = torch.tensor([
+        1.0 + 2.0 * math.exp(-1 / 4) + 0.5,               # at c_1; distance 1 from c_2 (sigma 2)
+        math.exp(-1.0) + 2.0 * 1.0 + 0.5,                # distance 1 from c_1, at c_2
+        math.exp(-4.0) + 2.0 * math.exp(-5 / 4) + 0.5,   # |x - c_2|^2 = 5
+    ])
+    stack = RBFStack.from_params([hand_made(), hand_made()])
+    torch.testing.assert_close(stack.predict(torch.stack([x, x])), torch.stack([expect, expect]))
+    torch.testing.assert_close(RBFNet(hand_made())(x).squeeze(-1), expect)
+    assert stack.replica_params(1)["log_sigmas"][1].item() == pytest.approx(math.log(2.0))
+
+
+def test_rbf_initialisation_and_layout():
+    gens = rng.generators([1, 2], "student_init")
+    stack = RBFStack.init(20, 100, gens)
+    assert stack.flat.shape == (2, 100 * 20 + 100 + 100 + 1)
+    p = stack.replica_params(0)
+    assert p["centres"].shape == (100, 20) and abs(p["centres"].std().item() - 1) < 0.05
+    assert torch.all(p["log_sigmas"] == 0) and p["weight"].abs().max() <= 0.1 and p["weight"].shape == (1, 100)
+    again = init_rbf_params(20, 100, rng.generator(1, "student_init"))
+    torch.testing.assert_close(p["centres"], again["centres"])
+
+
+def test_rbf_gradients_match_autograd():
+    gens = rng.generators([3, 4], "t")
+    params = [init_rbf_params(5, 7, g) for g in gens]
+    for p in params:  # moderate widths and centres near the data, so every term matters
+        p["log_sigmas"] = torch.linspace(-0.5, 0.8, 7)
+        p["centres"] *= 0.5
+    stack = RBFStack.from_params(params)
+    x = torch.randn(2, 9, 5) * 0.5
+    g = torch.randn(2, 9)
+    out, cache = stack.forward(x, keep=True)
+    grad, gx = stack.backward(cache, g, params=True, inputs=True)
+    for r in range(2):
+        net = RBFNet(params[r])
+        xr = x[r].clone().requires_grad_(True)
+        (net(xr).squeeze(-1) * g[r]).sum().backward()
+        got = stack.replica_params(r, grad)
+        torch.testing.assert_close(got["centres"], net.centres.grad, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got["log_sigmas"], net.log_sigmas.grad, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got["weight"], net.output.weight.grad, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(got["bias"], net.output.bias.grad, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(gx[r], xr.grad, rtol=1e-4, atol=1e-5)
+    # replica 1 alone, through a one-replica slice of the parameters
+    torch.testing.assert_close(stack.predict(x[1:2], stack.flat[1:2]), out[1:2].squeeze(-1))
+
+
+# -- eq. 9 -----------------------------------------------------------------------------------------
+def test_eq9_objective_terms():
+    obj = TargetedDisagreement(eps=0.05, weight=1.0)
+    t, s, y = np.array([0.2, 0.9]), np.array([0.5, 0.9]), 0.4
+    dis, tgt = obj.terms(t, s, y)
+    np.testing.assert_allclose(dis, [-0.05 * 0.09, 0.0])
+    np.testing.assert_allclose(tgt, [0.04, 0.25])
+    np.testing.assert_allclose(obj(t, s, y), dis + tgt)
+    paper = TargetedDisagreement(eps=0.05, weight=0.95)  # the paper's text: w = 1 - eps
+    assert paper(0.2, 0.5, 0.4) == pytest.approx(-0.05 * 0.09 + 0.95 * 0.04)
+
+
+# -- black-box teacher -----------------------------------------------------------------------------
+class Linear:
+    """A tiny regressor with predict, counting its calls."""
+
+    def __init__(self, w):
+        self.w, self.calls = np.asarray(w, dtype=float), 0
+
+    def predict(self, X):
+        self.calls += 1
+        return np.asarray(X) @ self.w
+
+
+def test_query_counter_counts_every_row():
+    shared = Linear([1.0, -1.0, 0.5])
+    teacher = BlackBoxTeacher([shared, shared], d_in=3)
+    x = torch.randn(2, 7, 3)
+    out = teacher.predict(x)
+    torch.testing.assert_close(out, (x.double() @ torch.tensor([1.0, -1.0, 0.5], dtype=torch.float64)).float())
+    assert teacher.queries == [7, 7] and shared.calls == 1  # shared model: one call for both replicas
+    teacher.predict_replica(1, np.zeros((4, 3)))
+    assert teacher.queries == [7, 11] and teacher.total_queries == 18
+    own = BlackBoxTeacher([Linear([1, 0, 0]), Linear([0, 1, 0])], d_in=3)
+    torch.testing.assert_close(own.predict(x), torch.stack([x[0, :, 0], x[1, :, 1]]))
+    assert own.queries == [7, 7]
+
+
+def test_black_box_has_no_gradients():
+    teacher = BlackBoxTeacher([Linear([1.0])], d_in=1)
+    assert teacher.differentiable is False
+    with pytest.raises(ConfigError, match="method=de"):
+        teacher.forward(torch.zeros(1, 2, 1), keep=True)
+    with pytest.raises(ConfigError, match="predict"):
+        BlackBoxTeacher([object()], d_in=1)
+
+
+def test_any_sklearn_regressor_is_a_teacher(toy_splits):
+    seeds, splits = toy_splits
+    same = [splits[0]] * 3
+    teacher, infos = fit_blackbox_teachers(same, "sklearn.svm.SVR")
+    assert teacher.models[0] is teacher.models[2] and infos[0] == infos[1]  # equal splits share one fit
+    forest, finfo = fit_blackbox_teachers(splits, "sklearn.ensemble.RandomForestRegressor",
+                                          {"n_estimators": 10, "random_state": 0})
+    assert forest.models[0] is not forest.models[1]
+    assert all(0 < i["test_rmse"] < 1.5 for i in infos + finfo) and forest.total_queries == 0
+    assert forest.predict(torch.randn(3, 4, 6)).shape == (3, 4)
+    with pytest.raises(ConfigError, match="cannot be imported"):
+        fit_blackbox_teachers(splits, "sklearn.svm.NoSuchThing")
+
+
+# -- differential evolution ------------------------------------------------------------------------
+def bound_de(teacher, d, seeds=(1, 2), **kw):
+    student = RBFStack.init(d, 10, rng.generators(seeds, "student_init"))
+    lo, hi = torch.full((d,), -0.5), torch.full((d,), 1.5)
+    method = DifferentialEvolution(**kw)
+    method.bind(teacher, student, list(seeds), context=SimpleNamespace(bounds=(lo, hi), sampler=None))
+    method.set_noise(rng.generators(seeds, "noise"))
+    return method
+
+
+def test_de_returns_the_final_population_within_bounds_and_lowers_eq9():
+    teacher = BlackBoxTeacher([Linear([0.3, -0.2, 0.5, 0.1])] * 2, d_in=4)
+    method = bound_de(teacher, 4)
+    x = method.sample(5)
+    assert x.shape == (2, 5, 4) and x.dtype == torch.float32
+    assert torch.all(x >= -0.5) and torch.all(x <= 1.5)
+    # at most 26 generations of 5 rows per replica (DE may stop early on convergence)
+    assert all(5 <= q <= 26 * 5 for q in teacher.queries) and len(method.generations_run) == 2
+    # the final population beats its (clipped) start on eq. 9, for the step's own target
+    fresh = bound_de(BlackBoxTeacher([Linear([0.3, -0.2, 0.5, 0.1])] * 2, d_in=4), 4)
+    start = np.clip(fresh.start_points(5)[0].double().numpy(), -0.5, 1.5)
+    y = np.random.default_rng(rng.stream_seed(1, "de")).uniform()
+    t = lambda X: X @ np.array([0.3, -0.2, 0.5, 0.1])  # noqa: E731
+    s = lambda X: fresh.student.predict(torch.tensor(X, dtype=torch.float32)[None], fresh.student.flat[:1])[0].double().numpy()  # noqa: E731,E501
+    final = fresh.solve(0, start)
+    obj = fresh.objective
+    assert obj(t(final), s(final), y).min() <= obj(t(start), s(start), y).min() + 1e-12
+    assert obj(t(final), s(final), y).mean() < obj(t(start), s(start), y).mean()
+
+
+def test_de_batched_and_one_candidate_per_call_agree():
+    mk = lambda: BlackBoxTeacher([Linear([0.3, -0.2, 0.5])] * 2, d_in=3)  # noqa: E731
+    batched, looped = bound_de(mk(), 3, batched=True), bound_de(mk(), 3, batched=False)
+    torch.testing.assert_close(batched.sample(6), looped.sample(6))
+    assert batched.teacher.queries == looped.teacher.queries  # same rows asked, fewer calls
+    assert batched.teacher.models[0].calls < looped.teacher.models[0].calls
+
+
+def test_de_with_a_tabular_mlp_teacher():
+    teacher = MLPStack.init(4, 8, 1, rng.generators([1, 2], "teacher_init"))
+    x = bound_de(teacher, 4, generations=3).sample(5)
+    assert x.shape == (2, 5, 4) and torch.isfinite(x).all()
+
+
+def test_de_bad_settings():
+    teacher = BlackBoxTeacher([Linear([1.0, 1.0])], d_in=2)
+    with pytest.raises(ConfigError, match="at least 5"):
+        bound_de(teacher, 2, seeds=(1,)).sample(4)
+    with pytest.raises(ConfigError, match="search box"):
+        DifferentialEvolution().bind(teacher, RBFStack.init(2, 3, rng.generators([1], "s")), [1])
+    for bad in ({"generations": 0}, {"eps": -1}, {"target_low": 2.0}):
+        with pytest.raises(ConfigError):
+            DifferentialEvolution(**bad)
+
+
+# -- the protein split -----------------------------------------------------------------------------
+def test_protein_split_is_fixed_and_unscaled(data_mirror, tmp_path):
+    from dfkd.data import load_dataset, load_spec, make_split
+
+    spec = load_spec("protein")
+    X, y = load_dataset(spec, data_dir=tmp_path, mirror=data_mirror)
+    cfg = spec.extra["split"]
+    kw = dict(n_train=cfg["n_train"], val_fraction=cfg["val_fraction"], standardize=cfg["standardize"],
+              train_seed=cfg["train_seed"], val_seed=cfg["val_seed"])
+    a, b = make_split(X, y, 1, **kw), make_split(X, y, 5, **kw)
+    assert (len(a.X_train), len(a.X_val), len(a.X_test)) == (2500, 64, 584)
+    np.testing.assert_array_equal(a.X_test, b.X_test)  # the run seed does not move the split
+    np.testing.assert_allclose(a.X_train.sum(1), 1.0, atol=1e-5)  # raw amino-acid fractions
+    assert 0.0 <= a.y_train.min() and a.y_train.max() <= 1.0
+    teacher, infos = fit_blackbox_teachers([a, b], "sklearn.svm.SVR")
+    assert teacher.models[0] is teacher.models[1]
+    assert infos[0]["test_rmse"] == pytest.approx(0.2437, abs=0.002)  # paper Table 6: 0.250
