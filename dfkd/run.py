@@ -13,7 +13,7 @@ import math
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib import import_module
 from pathlib import Path
@@ -271,11 +271,26 @@ def _student_progress(bar, every: int = 25):
 
 
 # -- the cell ---------------------------------------------------------------------
+def _hashed_fields(config) -> dict:
+    """A config dataclass as a dict for hashing, without fields added after protocol 1 that sit at their
+    default: so the tabular records and teachers made before those fields existed stay valid."""
+    out = asdict(config)
+    for name in getattr(config, "LATE_FIELDS", ()):
+        if name in out and out[name] == _field_default(type(config), name):
+            del out[name]
+    return out
+
+
+def _field_default(cls, name):
+    f = cls.__dataclass_fields__[name]
+    return f.default if f.default_factory is MISSING else f.default_factory()
+
+
 def cell_hash(settings: Settings, seed: int, batch_size: int) -> str:
     """Hash of everything that determines one seed's student result."""
     return records.config_hash({
         "protocol": PROTOCOL_VERSION, "teacher_key": teacher_key(settings), "seed": seed,
-        "student": asdict(settings.student), "batch_size": batch_size,
+        "student": _hashed_fields(settings.student), "batch_size": batch_size,
         "method": [settings.method_target, settings.method_params],
         "alpha": [settings.alpha.schedule, float(settings.alpha.value)]})
 

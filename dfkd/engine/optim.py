@@ -38,7 +38,7 @@ class RMSpropStack:
 
 
 def fresh_rmsprop_steps(x: torch.Tensor, grad_fn, steps: int, lr: float, weight_decay: float,
-                        alpha: float = 0.99, eps: float = 1e-8) -> torch.Tensor:
+                        alpha: float = 0.99, eps: float = 1e-8, project=None) -> torch.Tensor:
     """Optimise a tensor with a brand-new RMSprop for a few steps (paper Algorithm 2).
 
     The direct-optimization method treats the synthetic batch itself as the
@@ -50,6 +50,8 @@ def fresh_rmsprop_steps(x: torch.Tensor, grad_fn, steps: int, lr: float, weight_
     Args:
         x: starting point, updated in place and returned.
         grad_fn: ``x -> d objective / d x`` (same shape as x).
+        project: optional in-place ``x -> x`` applied after every step (e.g. clipping
+            images back into [0, 1]); the optimizer's state is not touched by it.
     """
     v = torch.zeros_like(x)
     for _ in range(steps):
@@ -58,6 +60,8 @@ def fresh_rmsprop_steps(x: torch.Tensor, grad_fn, steps: int, lr: float, weight_
             g.add_(x, alpha=weight_decay)
         v.mul_(alpha).addcmul_(g, g, value=1 - alpha)
         x.addcdiv_(g, v.sqrt().add_(eps), value=-lr)
+        if project is not None:
+            project(x)
     return x
 
 

@@ -42,10 +42,19 @@ class TeacherConfig:
 
 
 def stack_splits(splits: list[Split], device="cpu") -> dict[str, torch.Tensor]:
-    """Stack per-seed splits into ``(R, n, ...)`` tensors (all seeds have equal split sizes)."""
+    """Stack per-seed splits into ``(R, n, ...)`` tensors (all seeds have equal split sizes).
+
+    An array that every seed shares (the same object, as MNIST's fixed split is)
+    becomes one tensor expanded over the replicas, without copies.
+    """
     out = {}
     for name in ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test"):
-        out[name] = torch.stack([torch.as_tensor(getattr(s, name), dtype=torch.float32) for s in splits]).to(device)
+        arrays = [getattr(s, name) for s in splits]
+        if len(arrays) > 1 and all(a is arrays[0] for a in arrays):
+            one = torch.as_tensor(arrays[0], dtype=torch.float32).to(device)
+            out[name] = one.unsqueeze(0).expand((len(arrays),) + tuple(one.shape))
+        else:
+            out[name] = torch.stack([torch.as_tensor(a, dtype=torch.float32) for a in arrays]).to(device)
     return out
 
 

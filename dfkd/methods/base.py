@@ -1,28 +1,77 @@
 """The interface every synthetic-data method answers.
 
-A method is bound once to a stack of teachers and students, then asked for a
-batch of synthetic inputs x_g per student step. Methods with state (the
-generator) update it in :meth:`Method.start_epoch`.
+A method is bound once to a stack of teachers and students (and the dataset's
+:class:`Context`), then asked for a batch of synthetic inputs x_g per student
+step. Methods with state (the generator) update it in :meth:`Method.start_epoch`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 
 from dfkd.engine import rng
-from dfkd.models.mlp import MLPStack
+from dfkd.errors import ConfigError
+from dfkd.methods.sampler import NormalSampler, Sampler
+
+
+@dataclass
+class Context:
+    """What a method knows about the inputs besides the networks.
+
+    Attributes:
+        input_shape: One input's shape: ``(d,)`` for tables, ``(1, 28, 28)`` for MNIST.
+        sampler: The dataset's base distribution (:mod:`dfkd.methods.sampler`).
+        bounds: None or ``(lo, hi)`` tensors broadcastable to one input; synthetic
+            inputs are kept inside them. Defaults to the sampler's bounds.
+    """
+
+    input_shape: tuple
+    sampler: Sampler = None
+    bounds: tuple | None = field(default=None)
+
+    def __post_init__(self):
+        self.input_shape = tuple(int(s) for s in self.input_shape)
+        if self.sampler is None:
+            self.sampler = NormalSampler(self.input_shape)
+        if self.bounds is None:
+            self.bounds = self.sampler.bounds
+
+    def clip(self, x: torch.Tensor) -> torch.Tensor:
+        """Keep ``x`` inside the bounds, in place (no-op without bounds)."""
+        if self.bounds is not None:
+            lo, hi = self.bounds
+            torch.maximum(x, lo.to(x.device), out=x)
+            torch.minimum(x, hi.to(x.device), out=x)
+        return x
+
+
+def default_context(teacher) -> Context:
+    """The tabular context: inputs ``(d,)`` with d = the teacher's input width, x ~ N(0, I)."""
+    return Context(input_shape=tuple(getattr(teacher, "input_shape", (teacher.d_in,))))
 
 
 class Method:
-    """Base class: subclasses implement :meth:`sample` (and optionally :meth:`start_epoch`)."""
+    """Base class: subclasses implement :meth:`sample` (and optionally :meth:`start_epoch`).
+
+    ``needs_gradients`` marks methods that differentiate through the teacher;
+    binding one to a teacher with ``differentiable = False`` is a ConfigError.
+    """
 
     name = "base"
+    needs_gradients = False
 
-    def bind(self, teacher: MLPStack, student: MLPStack, seeds: list[int], device="cpu") -> None:
-        """Attach to a stack; ``noise`` generators are shared with the engine (draw order matters)."""
+    def bind(self, teacher, student, seeds: list[int], device="cpu", context: Context | None = None) -> None:
+        """Attach to a stack (and the dataset's context; default: tabular N(0, I) over ``(teacher.d_in,)``)."""
+        if self.needs_gradients and not getattr(teacher, "differentiable", True):
+            raise ConfigError(f"method '{self.name}' needs the teacher's gradients, but this teacher is a black box: "
+                              f"use method=de (differential evolution) or method=random")
         self.teacher, self.student, self.seeds = teacher, student, list(seeds)
         self.device = torch.device(device)
-        self.d = teacher.d_in
+        self.context = context if context is not None else default_context(teacher)
+        self.input_shape = self.context.input_shape
+        self.d = int(torch.Size(self.input_shape).numel())
 
     def set_noise(self, noise: list[torch.Generator]) -> None:
         """The per-replica generators this method draws its random starting points from."""
@@ -32,8 +81,12 @@ class Method:
         """Called once per student epoch before its steps (when alpha > 0)."""
 
     def sample(self, m: int) -> torch.Tensor:
-        """A synthetic batch ``(R, m, d)``, detached."""
+        """A synthetic batch ``(R, m, *input_shape)``, detached."""
         raise NotImplementedError
+
+    def base(self, m: int) -> torch.Tensor:
+        """``m`` draws per replica from the dataset's base distribution, from this method's noise streams."""
+        return self.context.sampler(self.noise, m, self.device)
 
     def randn(self, *shape) -> torch.Tensor:
         """Standard normal draws ``(R, *shape)`` from this method's noise streams."""

@@ -93,7 +93,10 @@ class MLPStack:
     ``b1 (R, 1, h)``, ``w2 (R, h, d_out)``, ``b2 (R, 1, d_out)`` are views of it
     (weights stored transposed relative to ``nn.Linear`` so that ``x @ w1`` needs
     no transpose). Inputs are ``(R, n, d_in)``; replica r only ever sees row r.
+    It answers the model-stack protocol of ``docs/engine-contract.md``.
     """
+
+    differentiable = True
 
     def __init__(self, d_in: int, hidden: int, d_out: int, replicas: int, device="cpu", flat=None):
         self.d_in, self.hidden, self.d_out, self.replicas = d_in, hidden, d_out, replicas
@@ -106,6 +109,11 @@ class MLPStack:
             raise ValueError(f"flat parameters have shape {tuple(flat.shape)}, expected {(replicas, self.n_params)}")
         self.flat = flat
         self.w1, self.b1, self.w2, self.b2 = self.views(flat)
+
+    @property
+    def input_shape(self) -> tuple:
+        """One input's shape, ``(d_in,)``."""
+        return (self.d_in,)
 
     # -- layout -------------------------------------------------------------
     def views(self, flat: torch.Tensor):
@@ -149,8 +157,11 @@ class MLPStack:
         }
 
     # -- compute ------------------------------------------------------------
-    def forward(self, x: torch.Tensor, flat: torch.Tensor | None = None, keep: bool = False):
-        """Outputs ``(R, n, d_out)``; with ``keep`` also the :class:`Cache` for backward."""
+    def forward(self, x: torch.Tensor, flat: torch.Tensor | None = None, keep: bool = False, train: bool = False):
+        """Outputs ``(R, n, d_out)``; with ``keep`` also the :class:`Cache` for backward.
+
+        ``train`` (dropout on) is part of the protocol; these networks have no dropout.
+        """
         w1, b1, w2, b2 = (self.w1, self.b1, self.w2, self.b2) if flat is None else self.views(flat)
         a1 = tanh_(torch.baddbmm(b1, x, w1))
         if self.d_out == 1:
@@ -235,3 +246,12 @@ class MLPStack:
     def flops_forward(self, n: int) -> float:
         """Multiply-add FLOPs of one forward pass over n rows, per replica."""
         return 2.0 * n * (self.d_in * self.hidden + self.hidden * self.d_out)
+
+
+def build_stack(input_shape, generators: list[torch.Generator], device="cpu", hidden: int = 50) -> MLPStack:
+    """A fresh student stack ``Linear(d, hidden) -> tanh -> Linear(hidden, 1)``, replica r from ``generators[r]``.
+
+    The builder every model module offers (see :func:`dfkd.models.build_stack`).
+    """
+    d = int(math.prod(input_shape))
+    return MLPStack.init(d, int(hidden), 1, generators, device=device)
