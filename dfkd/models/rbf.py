@@ -32,6 +32,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from dfkd.errors import ConfigError
+
 
 def init_rbf_params(d_in: int, centres: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """Draw one network's parameters (fixed order: centres, then output weight, then bias).
@@ -145,8 +147,10 @@ class RBFStack:
         }
 
     # -- compute ------------------------------------------------------------
-    def forward(self, x: torch.Tensor, flat: torch.Tensor | None = None, keep: bool = False):
+    def forward(self, x: torch.Tensor, flat: torch.Tensor | None = None, keep: bool = False, train: bool = False):
         """Outputs ``(R, n, 1)``; with ``keep`` also the :class:`RBFCache` for backward.
+
+        ``train`` (dropout on) is part of the stack protocol; this network has no dropout.
 
         Squared distances use ``|x|^2 - 2 x.c + |c|^2`` (one batched matmul
         instead of an ``(R, n, K, d)`` difference tensor), clamped at 0 against
@@ -195,3 +199,12 @@ class RBFStack:
     def flops_forward(self, n: int) -> float:
         """Multiply-add FLOPs of one forward pass over n rows, per replica."""
         return 2.0 * n * self.centres * (self.d_in + 1)
+
+
+def build_stack(input_shape, generators: list[torch.Generator], device="cpu", centres: int = 100) -> RBFStack:
+    """A fresh student stack of ``centres`` Gaussian basis functions and a linear output, replica r from
+    ``generators[r]`` (the builder every model module offers; see :func:`dfkd.models.build_stack`)."""
+    if isinstance(centres, bool) or not isinstance(centres, int) or centres < 1:
+        raise ConfigError(f"student.arch_params.centres must be a positive integer, got {centres!r}")
+    d = int(math.prod(input_shape))
+    return RBFStack.init(d, centres, generators, device=device)
