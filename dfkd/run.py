@@ -27,7 +27,10 @@ from dfkd.engine.alpha import AlphaSchedule
 from dfkd.engine.distill import StudentConfig, distill
 from dfkd.engine.perf import tune_process
 from dfkd.engine.teacher import TeacherConfig, train_teachers
+from dfkd.methods.base import Context
+from dfkd.methods.sampler import make_sampler
 from dfkd.errors import ConfigError, DataMissingError, DfkdError
+from dfkd.models.blackbox import BlackBoxConfig, fit_blackbox_teachers
 from dfkd.models.mlp import MLPStack
 
 # Bump when a change to the protocol's code changes numbers, so stale records and teachers are redone.
@@ -41,7 +44,7 @@ class Settings:
     dataset: dict
     seeds: list[int]
     teacher_name: str
-    teacher: TeacherConfig
+    teacher: TeacherConfig | BlackBoxConfig
     student_name: str
     student: StudentConfig
     method_name: str
@@ -114,19 +117,24 @@ def settings_from_dict(cfg: dict) -> Settings:
         if not isinstance(cfg.get(group), dict):
             raise ConfigError(f"no {group} selected: add {group}=<name> (see conf/{group}/)")
     t, s, meth, al = cfg["teacher"], cfg["student"], dict(cfg["method"]), cfg["alpha"]
-    teacher = TeacherConfig(
-        hidden=_pos_int(t, "hidden", "teacher."), lr=_number(t, "lr", "teacher.", 0),
-        weight_decay=_number(t, "weight_decay", "teacher.", 0), batch_size=_pos_int(t, "batch_size", "teacher."),
-        max_epochs=_pos_int(t, "max_epochs", "teacher."), stop_after=_pos_int(t, "stop_after", "teacher."),
-        plateau_factor=_number(t, "plateau_factor", "teacher.", 0),
-        plateau_patience=_pos_int(t, "plateau_patience", "teacher."))
-    batch = cfg.get("batch_size")
-    student = StudentConfig(
-        hidden=_pos_int(s, "hidden", "student."), lr=_number(s, "lr", "student.", 0),
-        weight_decay=_number(s, "weight_decay", "student.", 0), epochs=_pos_int(cfg, "epochs"),
-        steps_per_epoch=_pos_int(cfg, "steps_per_epoch"),
-        batch_size=0 if batch in (None, "auto") else _pos_int(cfg, "batch_size"))
+    teacher = _teacher_config(t)
     alpha = AlphaSchedule(schedule=str(al.get("schedule")), value=al.get("value", 0.0))
+    batch, rows = cfg.get("batch_size"), cfg.get("rows_per_step")
+    if batch not in (None, "auto"):
+        batch = _pos_int(cfg, "batch_size")
+    elif rows is not None:  # the paper's rule over another total than 100 (eSol: 10 rows per step)
+        batch = alpha.default_batch_size(_pos_int(cfg, "rows_per_step"))
+        if batch < 1:
+            raise ConfigError(f"rows_per_step={rows} leaves no row per sample set: set rows_per_step=2 or more")
+    else:
+        batch = 0
+    arch = str(s.get("arch", "mlp"))
+    student = StudentConfig(
+        hidden=_pos_int(s, "hidden", "student.") if arch == "mlp" else int(s.get("hidden") or 0),
+        lr=_number(s, "lr", "student.", 0),
+        weight_decay=_number(s, "weight_decay", "student.", 0), epochs=_pos_int(cfg, "epochs"),
+        steps_per_epoch=_pos_int(cfg, "steps_per_epoch"), batch_size=batch,
+        arch=arch, arch_params=dict(s.get("arch_params") or {}))
     target = meth.pop("_target_", None)
     method_name = str(meth.pop("name", "") or (target or "").rsplit(".", 1)[-1].lower())
     if not target:
@@ -156,6 +164,29 @@ def settings_from_dict(cfg: dict) -> Settings:
         progress=bool(cfg.get("progress", True)))
 
 
+def _teacher_config(t: dict):
+    """The teacher group: a trained MLP (``conf/teacher/mlp500.yaml``) or a black box (``kind: blackbox``)."""
+    kind = str(t.get("kind", "mlp"))
+    if kind == "blackbox":
+        target = t.get("_target_")
+        if not target:
+            raise ConfigError("a black-box teacher needs _target_, the regressor class to fit "
+                              "(e.g. _target_: sklearn.svm.SVR)")
+        params = t.get("params") or {}
+        if not isinstance(params, dict):
+            raise ConfigError(f"teacher.params must be a mapping of keyword arguments, got {params!r}")
+        return BlackBoxConfig(target=str(target), params=dict(params))
+    if kind != "mlp":
+        raise ConfigError(f"teacher kind '{kind}' unknown: use mlp (a trained network) or blackbox "
+                          f"(any regressor with predict)")
+    return TeacherConfig(
+        hidden=_pos_int(t, "hidden", "teacher."), lr=_number(t, "lr", "teacher.", 0),
+        weight_decay=_number(t, "weight_decay", "teacher.", 0), batch_size=_pos_int(t, "batch_size", "teacher."),
+        max_epochs=_pos_int(t, "max_epochs", "teacher."), stop_after=_pos_int(t, "stop_after", "teacher."),
+        plateau_factor=_number(t, "plateau_factor", "teacher.", 0),
+        plateau_patience=_pos_int(t, "plateau_patience", "teacher."))
+
+
 def resolve_device(device: str) -> torch.device:
     """``auto`` is cuda when available, else cpu."""
     if device == "auto":
@@ -181,13 +212,63 @@ def build_method(settings: Settings):
 
 
 # -- data and teachers ------------------------------------------------------------
+_SPLIT_KEYS = ("n_train", "val_fraction", "standardize", "train_seed", "val_seed")
+
+
+def split_options(settings: Settings) -> dict:
+    """How to split the dataset: the global ``n_train``/``val_fraction`` with the run seed (tables), or the
+    dataset yaml's own ``split:`` block (eSol: a fixed, unscaled split; it takes precedence)."""
+    own = settings.dataset.get("split")
+    if own is None:
+        return {"n_train": settings.n_train, "val_fraction": settings.val_fraction}
+    if not isinstance(own, dict) or set(own) - set(_SPLIT_KEYS):
+        raise ConfigError(f"dataset {settings.dataset.get('name')}: split must be a mapping of "
+                          f"{', '.join(_SPLIT_KEYS)}, got {own!r}")
+    return {"n_train": settings.n_train, "val_fraction": settings.val_fraction, **own}
+
+
 def load_splits(settings: Settings, seeds: list[int]):
     """Load the dataset (installing from a mirror if one is set) and make each seed's split."""
     from dfkd.data import DatasetSpec, load_dataset, make_split
 
     spec = DatasetSpec.from_dict(settings.dataset)
     X, y = load_dataset(spec, data_dir=settings.data_dir, mirror=settings.data_mirror)
-    return spec, [make_split(X, y, seed, n_train=settings.n_train, val_fraction=settings.val_fraction) for seed in seeds]
+    opts = split_options(settings)
+    return spec, [make_split(X, y, seed, **opts) for seed in seeds]
+
+
+def dataset_context(settings: Settings, splits) -> Context | None:
+    """The base distribution of synthetic inputs from the dataset yaml's ``synthetic:`` block.
+
+    ``kind: normal`` (the default, tables) gives None: the engine's tabular N(0, I).
+    ``kind: simplex`` (eSol) uses the training rows' per-feature mean and population std;
+    ``bounds: train_range`` sets the search box to the training rows' per-feature min and
+    max, ``margin`` added to the max (method=de; default: the sampler's [0, 1]).
+    """
+    syn = settings.dataset.get("synthetic") or {}
+    kind = str(syn.get("kind", "normal"))
+    if kind == "normal" and "bounds" not in syn:
+        return None
+    X = np.asarray(splits[0].X_train, dtype=np.float64)
+    if any(not np.array_equal(X, s.X_train) for s in splits[1:]):
+        raise ConfigError(f"dataset {settings.dataset.get('name')}: synthetic statistics come from the training "
+                          f"rows, which differ between seeds: give the dataset a fixed split")
+    shape = (X.shape[1],)
+    if kind == "simplex":
+        sampler = make_sampler("simplex", shape, mean=X.mean(0), std=X.std(0))
+    elif kind == "normal":
+        sampler = make_sampler("normal", shape)
+    else:
+        raise ConfigError(f"synthetic kind '{kind}' is not wired into the runner for tabular files: "
+                          f"use normal or simplex")
+    bounds = None
+    if syn.get("bounds") is not None:
+        if syn["bounds"] != "train_range":
+            raise ConfigError(f"synthetic.bounds must be train_range (or absent), got {syn['bounds']!r}")
+        margin = _number(syn, "margin", "synthetic.", 0) if "margin" in syn else 0.0
+        bounds = (torch.as_tensor(X.min(0), dtype=torch.float32),
+                  torch.as_tensor(X.max(0) + margin, dtype=torch.float32))
+    return Context(input_shape=shape, sampler=sampler, bounds=bounds)
 
 
 def data_fingerprint(settings: Settings) -> list:
@@ -197,9 +278,13 @@ def data_fingerprint(settings: Settings) -> list:
 
 def teacher_key(settings: Settings) -> str:
     """Hash of everything that determines a teacher besides its seed."""
+    split = [settings.n_train, settings.val_fraction] if "split" not in settings.dataset else split_options(settings)
+    teacher = asdict(settings.teacher)
+    if isinstance(settings.teacher, BlackBoxConfig):
+        teacher["kind"] = "blackbox"
     return records.config_hash({
         "protocol": PROTOCOL_VERSION, "dataset": settings.dataset.get("name"), "data": data_fingerprint(settings),
-        "split": [settings.n_train, settings.val_fraction], "teacher": asdict(settings.teacher)})
+        "split": split, "teacher": teacher})
 
 
 def get_teachers(settings: Settings, seeds: list[int], splits, device, log=print):
@@ -209,6 +294,12 @@ def get_teachers(settings: Settings, seeds: list[int], splits, device, log=print
         ``(stack, infos)`` with ``infos[r]`` holding ``val_rmse``, ``test_rmse`` and ``epochs`` of seed r's teacher.
     """
     name = settings.dataset["name"]
+    if isinstance(settings.teacher, BlackBoxConfig):
+        # Fitting is fast (SVR on 2500 rows: a fraction of a second) and deterministic: no cache.
+        teacher, infos = fit_blackbox_teachers(splits, settings.teacher.target, settings.teacher.params, device)
+        rmse = sorted({round(i["test_rmse"], 6) for i in infos})
+        log(f"[{name}] black-box teacher {settings.teacher.target} fitted: test RMSE {', '.join(map(str, rmse))}")
+        return teacher, infos
     key = teacher_key(settings)
     d_in = int(settings.dataset["n_features"])
     expect = lambda seed: {"dataset": name, "seed": seed, "d_in": d_in, "hidden": settings.teacher.hidden,  # noqa: E731
@@ -328,12 +419,14 @@ def run_cell(settings: Settings, log=print) -> dict:
             return {"status": "missing_data", "records": [], "ran": []}
         raise
     teacher, tinfo = get_teachers(settings, pending, splits, device, log)
+    context = dataset_context(settings, splits)
     method = build_method(settings)
     log(f"[{label}] distilling seeds {pending} on {device} (m={batch}, {settings.student.epochs} epochs)")
     bar = _bar(settings, settings.student.epochs, label)
     t0 = time.perf_counter()
     results, traces, _, _ = distill(teacher, splits, pending, method, settings.alpha, settings.student, device,
-                                    progress=_student_progress(bar))
+                                    progress=_student_progress(bar), context=context)
+    queries = getattr(teacher, "queries", None)  # rows asked of a black-box teacher, per replica
     if bar is not None:
         bar.close()
     wall = time.perf_counter() - t0
@@ -352,6 +445,7 @@ def run_cell(settings: Settings, log=print) -> dict:
             **{k: res[k] for k in ("test_rmse", "test_mae", "test_rmse_last", "best_epoch", "val_rmse_best")},
             "teacher_test_rmse": tinfo[r]["test_rmse"], "teacher_val_rmse": tinfo[r]["val_rmse"],
             "teacher_epochs": tinfo[r]["epochs"],
+            **({"teacher_queries": int(queries[r])} if queries is not None else {}),
             "epochs": settings.student.epochs, "epochs_run": res["epochs_run"],
             "steps_per_epoch": settings.student.steps_per_epoch, "batch_size": res["batch_size"],
             "replicas": len(pending), "wall_time_s": wall / len(pending), "stack_wall_time_s": wall,

@@ -15,12 +15,22 @@ from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import dataclass, field
 from importlib import import_module
 
 import numpy as np
 import torch
 
 from dfkd.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class BlackBoxConfig:
+    """A teacher known only through ``predict``: the regressor class to fit on the training split, and its
+    keyword arguments (``conf/teacher/svr.yaml``: ``sklearn.svm.SVR`` with scikit-learn's defaults)."""
+
+    target: str = "sklearn.svm.SVR"
+    params: dict = field(default_factory=dict)
 
 
 class BlackBoxTeacher:
