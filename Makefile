@@ -12,7 +12,7 @@ DATASETS := indoorloc,ctscan,pole,mv,puma32h,compactiv,cpusmall
 export DFKD_JOBS := $(JOBS)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup data teachers table3 table4 tables quick reproduce bench test test-all clean-quick
+.PHONY: help setup data teachers table3 table4 table6 tables quick reproduce bench test test-all clean-quick
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,24 +40,30 @@ table4: teachers ## Paper Table 4 (students MLP 50): train what is missing, then
 	$(PY) -m dfkd.distill -m experiment=table4
 	$(PY) -m dfkd.report --tables table4
 
+table6: data ## Paper Table 6 (eSol, black-box SVR teacher; DE vs random, 5 runs): train what is missing, then tabulate
+	$(PY) -m dfkd.distill -m experiment=table6
+	$(PY) -m dfkd.report --tables table6
+
 tables: $(STAMP) ## Re-aggregate results/records into results/tables (no training)
 	$(PY) -m dfkd.report
 
-quick: data ## Every artefact on a reduced budget (3 seeds, 200 epochs) into results/quick/
+quick: data ## Every artefact on a reduced budget (3 seeds, 200 epochs; Table 6: 20) into results/quick/
 	$(PY) -m dfkd.teachers -m hydra/launcher=local dataset=$(DATASETS) missing_data=skip threads=1 seeds=3
 	$(PY) -m dfkd.distill -m experiment=quick
+	$(PY) -m dfkd.distill -m experiment=quick_table6
 	$(PY) -m dfkd.report --records results/quick/records --out results/quick/tables
 
-reproduce: data ## The full protocol: teachers, Tables 3 and 4 (resumes where it stopped)
+reproduce: data ## The full protocol: teachers, Tables 3, 4 and 6 (resumes where it stopped)
 	@start=$$(date +%s); \
 	$(MAKE) --no-print-directory teachers && \
 	$(PY) -m dfkd.distill -m experiment=table3 && \
 	$(PY) -m dfkd.distill -m experiment=table4 && \
+	$(PY) -m dfkd.distill -m experiment=table6 && \
 	$(PY) -m dfkd.report && \
 	echo "reproduce: finished in $$(( $$(date +%s) - start )) s"
 
-bench: $(STAMP) ## Print engine speed: batched vs one-model loop, GFLOP/s vs a plain matmul
-	$(PY) -m dfkd.bench
+bench: $(STAMP) ## Print engine speed: batched vs one-model loop, GFLOP/s vs a plain matmul; eSol DE batched vs per candidate
+	DFKD_DATA_MIRROR="$(MIRROR)" $(PY) -m dfkd.bench
 
 test: $(STAMP) ## Run the test suite (CPU, a few minutes)
 	$(PY) -m pytest -q

@@ -8,8 +8,15 @@ the teacher's weights are random, which changes no cost. All timings are taken
 in one process, one thread, one after the other, so they compare as ratios even
 on a shared, noisy machine.
 
-    python -m dfkd.bench                       # cpusmall and indoorloc, all five variants
+    python -m dfkd.bench                       # cpusmall and indoorloc, all five variants; then eSol DE
     python -m dfkd.bench --datasets pole --variants direct/decreasing --replicas 10
+    python -m dfkd.bench --sections protein    # only the eSol lines (differential evolution, Table 6 estimate)
+
+The eSol section times differential evolution (one student step's synthetic
+rows for one replica) with each generation's population evaluated in one
+teacher call and one student call (scipy's vectorized mode) against one
+candidate per call, and estimates the Table 6 protocol's CPU time from one
+measured epoch of each of its two cells.
 """
 
 from __future__ import annotations
@@ -121,21 +128,96 @@ def time_loop(teacher, splits, seeds, variant, epochs):
     return epochs / (time.perf_counter() - t0)
 
 
+def protein_setup(replicas: int = 5, data_dir: str = "data"):
+    """The eSol Table 6 setting: real data when installed (data dir or mirror), else random rows of its shapes.
+
+    Returns ``(splits, seeds, teacher, context, source)``: a fitted SVR black box shared by all replicas.
+    """
+    from dfkd.data import load_dataset, make_split
+    from dfkd.data.fetch import resolve_mirror
+    from dfkd.errors import DfkdError
+    from dfkd.methods.base import Context
+    from dfkd.methods.sampler import make_sampler
+    from dfkd.models.blackbox import fit_blackbox_teachers
+
+    spec = load_spec("protein")
+    opts = dict(spec.extra["split"])
+    try:
+        X, y = load_dataset(spec, data_dir=data_dir, mirror=resolve_mirror(None))
+        source = "eSol data"
+    except DfkdError:
+        gen = np.random.default_rng(0)
+        X, y = gen.dirichlet(np.ones(spec.n_features), spec.n_rows), gen.uniform(size=spec.n_rows)
+        source = "random rows of eSol's shape (data not installed)"
+    split = make_split(X, y, 1, **opts)
+    seeds = list(range(1, replicas + 1))
+    teacher, _ = fit_blackbox_teachers([split] * replicas, "sklearn.svm.SVR")
+    Xtr = np.asarray(split.X_train, dtype=np.float64)
+    context = Context(input_shape=(Xtr.shape[1],), sampler=make_sampler("simplex", (Xtr.shape[1],),
+                      mean=Xtr.mean(0), std=Xtr.std(0)),
+                      bounds=(torch.as_tensor(Xtr.min(0)).float(), torch.as_tensor(Xtr.max(0) + 0.01).float()))
+    return [split] * replicas, seeds, teacher, context, source
+
+
+def bench_protein(replicas: int = 5, seconds: float = 3.0, epochs: int = 1000, steps: int = 100) -> None:
+    """Print DE solves per second, batched vs one candidate per call, and a Table 6 CPU-time estimate."""
+    from dfkd.methods.de import DifferentialEvolution
+    from dfkd.methods.random import Random
+    from dfkd.models.rbf import RBFStack
+
+    splits, seeds, teacher, context, source = protein_setup(replicas)
+    print(f"\n# eSol (Table 6 setting, {source}): SVR black-box teacher, RBF-100 student, {replicas} replicas")
+    student = RBFStack.init(context.input_shape[0], 100, rng.generators(seeds, "student_init"))
+    rates = {}
+    for batched in (True, False):
+        method = DifferentialEvolution(batched=batched)
+        method.bind(teacher, student, seeds, context=context)
+        method.set_noise(rng.generators(seeds, "noise"))
+        method.sample(5)  # warm-up
+        count, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            method.sample(5)
+            count += replicas
+        rates[batched] = count / (time.perf_counter() - t0)
+    print(f"differential evolution, 5 rows x 25 generations: {rates[True]:7.1f} solves/s batched (one teacher and "
+          f"one student call per generation), {rates[False]:7.1f} solves/s one candidate per call "
+          f"({rates[True] / rates[False]:.1f}x)")
+    per_epoch = {}
+    cfg = dict(hidden=0, lr=1e-3, weight_decay=1e-6, epochs=1, steps_per_epoch=steps, arch="rbf",
+               arch_params={"centres": 100})
+    for name, method, alpha, m in (("de/0.5", DifferentialEvolution(), AlphaSchedule("constant", 0.5), 5),
+                                   ("random/0", Random(), AlphaSchedule("constant", 0.0), 10)):
+        t0 = time.perf_counter()
+        distill(teacher, splits, seeds, method, alpha, StudentConfig(batch_size=m, **cfg), context=context)
+        per_epoch[name] = time.perf_counter() - t0
+    cpu = epochs * sum(per_epoch.values())
+    print(f"Table 6 protocol ({epochs} epochs x {steps} steps, {replicas} runs per method, one stack per method): "
+          f"measured epoch de/0.5 {per_epoch['de/0.5']:.2f} s, random/0 {per_epoch['random/0']:.3f} s -> "
+          f"estimated {cpu / 3600:.1f} h CPU (one thread); wall with 2 parallel jobs ~"
+          f"{epochs * max(per_epoch.values()) / 3600:.1f} h", flush=True)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dfkd.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="cpusmall,indoorloc")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--replicas", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=3.0, help="target time per measurement")
+    parser.add_argument("--sections", default="tabular,protein", help="tabular and/or protein (eSol, Table 6)")
     args = parser.parse_args(argv)
     variants = args.variants.split(",")
     unknown = [v for v in variants if v not in VARIANTS]
-    if unknown or args.replicas < 1:
-        print(f"error: unknown variant {unknown} (choose from {', '.join(VARIANTS)}) or replicas < 1", file=sys.stderr)
+    sections = set(args.sections.split(","))
+    if unknown or args.replicas < 1 or not sections <= {"tabular", "protein"}:
+        print(f"error: unknown variant {unknown} (choose from {', '.join(VARIANTS)}), replicas < 1, or unknown "
+              f"section in {args.sections!r} (choose tabular, protein)", file=sys.stderr)
         return 2
     tune_process(1)
     print(f"# dfkd bench: torch {torch.__version__}, {os.cpu_count()} CPU(s), 1 thread per process, "
           f"{args.replicas} replicas")
+    if "tabular" not in sections:
+        bench_protein(seconds=args.seconds)
+        return 0
     rates = matmul_rates()
     for name, value in rates.items():
         print(f"plain matmul 2048x2048 fp32, {name:30s} {value:7.1f} GFLOP/s")
@@ -159,6 +241,8 @@ def main(argv=None) -> int:
             batched, gflops = time_batched(teacher, splits, seeds, variant, batched_epochs)
             print(f"{dataset:10s} {variant:22s} {batched:13.1f} {loop:10.1f} {batched / loop:6.1f}x "
                   f"{gflops:8.1f} {100 * gflops / base:8.0f}%", flush=True)
+    if "protein" in sections:
+        bench_protein(seconds=args.seconds)
     return 0
 
 

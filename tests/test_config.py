@@ -10,6 +10,8 @@ from dfkd.cli import CONF_DIR, check_overrides, groups, options
 from dfkd.errors import ConfigError
 from dfkd.run import build_method, settings_from_dict
 
+TABULAR_DATASETS = {"compactiv", "cpusmall", "ctscan", "indoorloc", "mv", "pole", "puma32h"}
+TABLE34_VARIANTS = {"direct_one", "direct_decreasing", "generator_one", "generator_decreasing", "random"}
 GROUP_OPTIONS = [(g, o) for g in groups() if g not in ("experiment", "variant") for o in options(g)]
 
 
@@ -54,8 +56,8 @@ def test_table_presets(preset, student):
     assert cfg.student.name == student and cfg.experiment_name == preset and cfg.seeds == 10
     assert cfg.epochs == 2000 and cfg.missing_data == "skip"
     params = cfg.hydra.sweeper.params
-    assert set(params.dataset.split(",")) == set(options("dataset"))
-    assert set(params.variant.split(",")) == set(options("variant"))
+    assert set(params.dataset.split(",")) == TABULAR_DATASETS
+    assert set(params.variant.split(",")) == TABLE34_VARIANTS
     assert cfg.hydra.launcher._target_.endswith("JoblibLauncher")
 
 
@@ -96,3 +98,13 @@ def test_check_overrides(arg, ok):
     else:
         with pytest.raises(ConfigError, match="choose one of"):
             check_overrides([arg])
+
+
+def test_table6_presets():
+    cfg = compose_dict(["experiment=table6"], hydra_cfg=True)
+    assert (cfg.dataset.name, cfg.teacher.name, cfg.student.name) == ("protein", "svr", "rbf100")
+    assert (cfg.seeds, cfg.epochs, cfg.steps_per_epoch, cfg.rows_per_step) == (5, 1000, 100, 10)
+    assert set(cfg.hydra.sweeper.params.variant.split(",")) == {"de_half", "random"}
+    quick = compose_dict(["experiment=quick_table6"], hydra_cfg=True)
+    assert quick.experiment_name == "quick" and Path(quick.results_dir) == Path("results/quick")
+    assert quick.epochs < cfg.epochs and quick.dataset.name == "protein"

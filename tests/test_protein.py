@@ -1,15 +1,15 @@
 """The protein case study's pieces: RBF student, black-box teacher, differential evolution, split."""
 
 import math
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import torch
 
 from dfkd.engine import rng
 from dfkd.errors import ConfigError
-from dfkd.methods.de import DifferentialEvolution, TargetedDisagreement
+from dfkd.methods.base import Context
+from dfkd.methods.de import EQ9, DifferentialEvolution, row_energies
+from dfkd.methods.objective import Objective
 from dfkd.models.blackbox import BlackBoxTeacher, fit_blackbox_teachers
 from dfkd.models.mlp import MLPStack
 from dfkd.models.rbf import RBFNet, RBFStack, init_rbf_params
@@ -74,14 +74,18 @@ def test_rbf_gradients_match_autograd():
 
 # -- eq. 9 -----------------------------------------------------------------------------------------
 def test_eq9_objective_terms():
-    obj = TargetedDisagreement(eps=0.05, weight=1.0)
+    """Row by row: -eps (T - S)^2 + w (T - y_rand)^2, with the notebook's w = 1 or the paper's w = 1 - eps."""
     t, s, y = np.array([0.2, 0.9]), np.array([0.5, 0.9]), 0.4
-    dis, tgt = obj.terms(t, s, y)
-    np.testing.assert_allclose(dis, [-0.05 * 0.09, 0.0])
-    np.testing.assert_allclose(tgt, [0.04, 0.25])
-    np.testing.assert_allclose(obj(t, s, y), dis + tgt)
-    paper = TargetedDisagreement(eps=0.05, weight=0.95)  # the paper's text: w = 1 - eps
-    assert paper(0.2, 0.5, 0.4) == pytest.approx(-0.05 * 0.09 + 0.95 * 0.04)
+    notebook = Objective(**EQ9)
+    np.testing.assert_allclose(row_energies(notebook, t, s, y), [-0.05 * 0.09 + 0.04, 0.0 + 0.25])
+    no_target = Objective(**dict(EQ9, target=0.0))
+    np.testing.assert_allclose(row_energies(no_target, t, s, y), [-0.05 * 0.09, 0.0])  # the disagreement term
+    paper = Objective(**dict(EQ9, target=0.95))
+    np.testing.assert_allclose(row_energies(paper, t, s, y), [-0.05 * 0.09 + 0.95 * 0.04, 0.95 * 0.25])
+    assert DifferentialEvolution().objective == notebook
+    # one y_rand per step, uniform on [0, 1]
+    ys = notebook.draw_target(rng.generators([1, 2], "method_target"), 5)
+    assert ys.shape == (2, 5) and torch.all(ys == ys[:, :1]) and torch.all((ys >= 0) & (ys <= 1))
 
 
 # -- black-box teacher -----------------------------------------------------------------------------
@@ -138,7 +142,7 @@ def bound_de(teacher, d, seeds=(1, 2), **kw):
     student = RBFStack.init(d, 10, rng.generators(seeds, "student_init"))
     lo, hi = torch.full((d,), -0.5), torch.full((d,), 1.5)
     method = DifferentialEvolution(**kw)
-    method.bind(teacher, student, list(seeds), context=SimpleNamespace(bounds=(lo, hi), sampler=None))
+    method.bind(teacher, student, list(seeds), context=Context(input_shape=(d,), bounds=(lo, hi)))
     method.set_noise(rng.generators(seeds, "noise"))
     return method
 
@@ -151,16 +155,14 @@ def test_de_returns_the_final_population_within_bounds_and_lowers_eq9():
     assert torch.all(x >= -0.5) and torch.all(x <= 1.5)
     # at most 26 generations of 5 rows per replica (DE may stop early on convergence)
     assert all(5 <= q <= 26 * 5 for q in teacher.queries) and len(method.generations_run) == 2
-    # the final population beats its (clipped) start on eq. 9, for the step's own target
-    fresh = bound_de(BlackBoxTeacher([Linear([0.3, -0.2, 0.5, 0.1])] * 2, d_in=4), 4)
-    start = np.clip(fresh.start_points(5)[0].double().numpy(), -0.5, 1.5)
-    y = np.random.default_rng(rng.stream_seed(1, "de")).uniform()
-    t = lambda X: X @ np.array([0.3, -0.2, 0.5, 0.1])  # noqa: E731
-    s = lambda X: fresh.student.predict(torch.tensor(X, dtype=torch.float32)[None], fresh.student.flat[:1])[0].double().numpy()  # noqa: E731,E501
-    final = fresh.solve(0, start)
-    obj = fresh.objective
-    assert obj(t(final), s(final), y).min() <= obj(t(start), s(start), y).min() + 1e-12
-    assert obj(t(final), s(final), y).mean() < obj(t(start), s(start), y).mean()
+    # the final population beats its (clipped) start on eq. 9, for the step's target
+    w = np.array([0.3, -0.2, 0.5, 0.1])
+    start = np.clip(method.base(5)[0].double().numpy(), -0.5, 1.5)
+    final = method.solve(0, start, y=0.8)
+    s = lambda X: method.student.predict(torch.tensor(X, dtype=torch.float32)[None], method.student.flat[:1])[0]  # noqa: E731,E501
+    energy = lambda X: row_energies(method.objective, X @ w, s(X).double().numpy(), 0.8)  # noqa: E731
+    assert energy(final).min() <= energy(start).min() + 1e-12
+    assert energy(final).mean() < energy(start).mean()
 
 
 def test_de_batched_and_one_candidate_per_call_agree():
@@ -181,11 +183,19 @@ def test_de_bad_settings():
     teacher = BlackBoxTeacher([Linear([1.0, 1.0])], d_in=2)
     with pytest.raises(ConfigError, match="at least 5"):
         bound_de(teacher, 2, seeds=(1,)).sample(4)
-    with pytest.raises(ConfigError, match="search box"):
+    with pytest.raises(ConfigError, match="search box"):  # N(0, I) has no bounds
         DifferentialEvolution().bind(teacher, RBFStack.init(2, 3, rng.generators([1], "s")), [1])
-    for bad in ({"generations": 0}, {"eps": -1}, {"target_low": 2.0}):
+    for bad in ({"generations": 0}, {"tol": -1}, {"objective": {"nonsense": 1}}):
         with pytest.raises(ConfigError):
             DifferentialEvolution(**bad)
+
+
+def test_gradient_methods_refuse_a_black_box():
+    from dfkd.methods.direct import Direct
+
+    teacher = BlackBoxTeacher([Linear([1.0, 1.0])], d_in=2)
+    with pytest.raises(ConfigError, match="method=de"):
+        Direct().bind(teacher, RBFStack.init(2, 3, rng.generators([1], "s")), [1])
 
 
 # -- the protein split -----------------------------------------------------------------------------
@@ -205,3 +215,73 @@ def test_protein_split_is_fixed_and_unscaled(data_mirror, tmp_path):
     teacher, infos = fit_blackbox_teachers([a, b], "sklearn.svm.SVR")
     assert teacher.models[0] is teacher.models[1]
     assert infos[0]["test_rmse"] == pytest.approx(0.2437, abs=0.002)  # paper Table 6: 0.250
+
+
+# -- base distribution and the runner ---------------------------------------------------------------
+def test_simplex_sampling_rows_sum_to_one_within_bounds():
+    from dfkd.methods.sampler import make_sampler
+
+    mean = np.full(20, 0.05)
+    mean[0] = -0.2  # a feature that often clips at 0
+    sampler = make_sampler("simplex", (20,), mean=mean, std=np.full(20, 0.04))
+    x = sampler(rng.generators([1, 2], "noise"), 500)
+    assert x.shape == (2, 500, 20)
+    torch.testing.assert_close(x.sum(-1), torch.ones(2, 500))
+    assert torch.all(x >= 0) and torch.all(x <= 1)
+    assert (x[..., 0] == 0).float().mean() > 0.9  # clipped before renormalising
+
+
+def compose_protein(tmp, mirror, extra=()):
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from dfkd.cli import CONF_DIR
+    from dfkd.run import settings_from_dict
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[
+            "dataset=protein", "teacher=svr", "student=rbf100", "rows_per_step=10", "seeds=2", "epochs=2",
+            "steps_per_epoch=2", "threads=1", "progress=false", f"results_dir={tmp / 'results'}",
+            f"data_dir={tmp / 'data'}", f"data_mirror={mirror}", *extra])
+    return settings_from_dict(OmegaConf.to_container(cfg, resolve=True))
+
+
+def test_protein_context_is_the_training_simplex_and_box(data_mirror, tmp_path):
+    from dfkd.run import dataset_context, load_splits
+
+    settings = compose_protein(tmp_path, data_mirror, ["variant=de_half"])
+    assert (settings.student.batch_size, settings.student.arch) == (5, "rbf")  # 5 DE + 5 random rows per step
+    _, splits = load_splits(settings, [1, 2])
+    ctx = dataset_context(settings, splits)
+    lo, hi = ctx.bounds
+    np.testing.assert_allclose(lo.numpy(), splits[0].X_train.min(0), rtol=1e-6)
+    np.testing.assert_allclose(hi.numpy(), splits[0].X_train.max(0) + 0.01, rtol=1e-6)
+    torch.testing.assert_close(ctx.sampler.mean, torch.as_tensor(splits[0].X_train.mean(0), dtype=torch.float32))
+    assert compose_protein(tmp_path, data_mirror, ["variant=random"]).student.batch_size == 10
+
+
+def test_tiny_protein_run_writes_a_record_and_a_table_row(data_mirror, tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from dfkd.report import load_records, summarize
+    from dfkd.run import run_cell
+
+    out = run_cell(compose_protein(tmp_path, data_mirror, ["variant=de_half"]), log=lambda *_: None)
+    assert out["status"] == "done" and out["ran"] == [1, 2]
+    rec = json.loads(Path(out["records"][0]).read_text())
+    assert (rec["dataset"], rec["method"], rec["alpha"], rec["student"], rec["teacher"]) == \
+        ("protein", "de", "0.5", "rbf100", "svr")
+    assert rec["teacher_test_rmse"] == pytest.approx(0.2437, abs=0.002) and 0 < rec["test_rmse"] < 1
+    # per step: the DE search (<= 26 generations x 5 rows) and the labels of 5 + 5 rows; 2 epochs x 2 steps
+    assert 4 * (5 + 10) <= rec["teacher_queries"] <= 4 * (26 * 5 + 10)
+    spec_path = Path(__file__).resolve().parents[1] / "experiments" / "table6.py"
+    spec = importlib.util.spec_from_file_location("table6_spec", spec_path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    summary = summarize(load_records(tmp_path / "results" / "records"), module.TABLE)
+    row = summary.set_index("variant").loc["de/0.5"]
+    queries = [json.loads(Path(p).read_text())["teacher_queries"] for p in out["records"]]
+    assert row.n_ok == 2 and row.paper_mean == 0.267 and row["mean"] == pytest.approx(rec["test_rmse"], abs=0.2)
+    assert row.teacher_queries == pytest.approx(np.mean(queries))

@@ -5,7 +5,9 @@ A *table spec* is the ``TABLE`` dict of an ``experiments/table*.py`` module:
 variant ``None`` for the teacher), ``datasets`` and ``paper``
 (``{dataset: {label: (mean, std)}}``); optionally ``metric`` (default
 ``"test_rmse"``), ``teacher_metric`` (default ``"teacher_" + metric``) and
-``last_metric`` (default ``"test_rmse_last"``).
+``last_metric`` (default ``"test_rmse_last"``), and ``extra_fields``, a list
+of ``(label, record field)`` shown as the mean per cell in a section of their
+own (Table 6: the teacher queries per run).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ CLAIMS = [
     dict(kind="degrades", a="direct/1", b="direct/decreasing",
          text="With α = 1 direct optimization holds up: direct/1 against direct/decreasing",
          spec="does not degrade"),
+    dict(kind="beats", a="de/0.5", b="random/0",
+         text="Differential evolution beats random sampling (black-box teacher)", spec="on eSol"),
 ]
 
 
@@ -168,13 +172,14 @@ def summarize(df: pd.DataFrame, table_spec: dict) -> pd.DataFrame:
     rows = _table_rows(df, spec)
     n_found = len(rows)
     rows = _latest_per_run(rows)
+    extra_fields = [field for _, field in spec.get("extra_fields", [])]
 
     out = []
     for dataset in spec["datasets"]:
         d = rows[rows["dataset"] == dataset] if not rows.empty else rows
         paper_row = spec["paper"].get(dataset, {})
         for label, variant in spec["columns"]:
-            last_values = []
+            last_values, extras = [], {f: math.nan for f in extra_fields}
             if variant is None:
                 if d.empty:
                     values, n_failed = [], 0
@@ -193,6 +198,9 @@ def summarize(df: pd.DataFrame, table_spec: dict) -> pd.DataFrame:
                     n_failed = int((~good).sum())
                     last_values = _finite(v.loc[good, last_metric]).dropna().to_numpy() \
                         if last_metric in v.columns else []
+                    for f in extra_fields:
+                        if f in v.columns and good.any():
+                            extras[f] = float(_finite(v.loc[good, f]).mean())
             mean, std = _mean_std(values)
             last_mean, last_std = _mean_std(last_values)
             paper_mean, paper_std = paper_row.get(label, (math.nan, math.nan))
@@ -202,9 +210,9 @@ def summarize(df: pd.DataFrame, table_spec: dict) -> pd.DataFrame:
                 n_ok=len(values), n_failed=n_failed, mean=mean, std=std,
                 paper_mean=float(paper_mean), paper_std=float(paper_std),
                 z=float(z) if math.isfinite(z) else math.nan,
-                last_mean=last_mean, last_std=last_std,
+                last_mean=last_mean, last_std=last_std, **extras,
             ))
-    summary = pd.DataFrame(out, columns=SUMMARY_COLUMNS)
+    summary = pd.DataFrame(out, columns=SUMMARY_COLUMNS + [f for f in extra_fields if f not in SUMMARY_COLUMNS])
 
     def _distinct(col):
         if rows.empty or col not in rows.columns:
@@ -235,14 +243,16 @@ def fidelity(summary: pd.DataFrame, threshold: float = Z_FLAG) -> dict:
 
     Returns:
         ``dict(within, n_run, n_cells, outside)``; ``outside`` lists
-        ``(dataset, column, z)``. Cells count as run when they have a z.
+        ``(dataset, column, z)``. Cells count as run when they have a z; a
+        cell whose paper std is 0 (Table 6's deterministic teacher) has no z
+        and is not counted at all.
     """
     run = summary[summary["z"].notna()]
     outside_rows = run[run["z"].abs() > threshold]
     return dict(
         within=int(len(run) - len(outside_rows)),
         n_run=int(len(run)),
-        n_cells=int(len(summary)),
+        n_cells=int((~(summary["paper_std"] == 0)).sum()),
         outside=[(r.dataset, r.column, float(r.z)) for r in outside_rows.itertuples()],
     )
 
@@ -430,6 +440,18 @@ def render_markdown(summary: pd.DataFrame, table_spec: dict, data_status: dict[s
             text += " Outside: " + ", ".join(f"{ds} / {col} ({z:+.1f}σ)" for ds, col, z in fid["outside"]) + "."
         lines.append(text)
 
+    for label, field in spec.get("extra_fields", []):
+        lines += ["", f"## {label}", "", f"Mean of `{field}` over the runs of each cell.", ""]
+        variant_cols = [(lab, v) for lab, v in spec["columns"] if v is not None]
+        rows = []
+        for dataset in spec["datasets"]:
+            cells = []
+            for lab, _ in variant_cols:
+                value = by.loc[(dataset, lab)][field] if field in summary.columns else math.nan
+                cells.append(f"{value:,.0f}" if math.isfinite(value) else "–")
+            rows.append([dataset] + cells)
+        lines += _md_table(["Dataset"] + [lab for lab, _ in variant_cols], rows)
+
     claims = evaluate_claims(summary, spec)
     if claims:
         lines += ["", "## Claims (SPEC section 5)", ""]
@@ -503,6 +525,7 @@ def write_table(summary_md: str, summary_df: pd.DataFrame, out_dir, name: str) -
     out_dir.mkdir(parents=True, exist_ok=True)
     md_path, csv_path = out_dir / f"{name}.md", out_dir / f"{name}.csv"
     columns = [c for c in SUMMARY_COLUMNS if c in summary_df.columns]
+    columns += [c for c in summary_df.columns if c not in columns]
     _atomic_write(md_path, summary_md)
     _atomic_write(csv_path, summary_df[columns].to_csv(index=False, lineterminator="\n"))
     return md_path, csv_path
