@@ -198,7 +198,19 @@ def test_gradient_methods_refuse_a_black_box():
         Direct().bind(teacher, RBFStack.init(2, 3, rng.generators([1], "s")), [1])
 
 
-# -- the protein split -----------------------------------------------------------------------------
+# -- the protein data and split ------------------------------------------------------------------------
+def test_protein_files_are_pinned_to_the_shared_checksums_and_the_authors_commit(data_mirror):
+    from dfkd.data import load_spec
+
+    spec = load_spec("protein")
+    listed = dict(reversed(line.split()) for line in (data_mirror / "checksums.sha256").read_text().splitlines())
+    assert (spec.n_rows, spec.n_features) == (3148, 20) and spec.format == "npy"
+    for f in spec.files:
+        assert listed[f.path] == f.sha256, f.path
+        assert f.url == ("https://raw.githubusercontent.com/zhoutianxun/data_free_KD_regression/"
+                         "8d03cb0b9de313798c6299f0a45a0fefea909bf9/protein_solubility_case_study/datasets/" + f.path)
+
+
 def test_protein_split_is_fixed_and_unscaled(data_mirror, tmp_path):
     from dfkd.data import load_dataset, load_spec, make_split
 
