@@ -8,15 +8,23 @@ the teacher's weights are random, which changes no cost. All timings are taken
 in one process, one thread, one after the other, so they compare as ratios even
 on a shared, noisy machine.
 
-    python -m dfkd.bench                       # cpusmall and indoorloc, all five variants; then eSol DE
+    python -m dfkd.bench                       # cpusmall and indoorloc, all five variants; MNIST lines; eSol lines
     python -m dfkd.bench --datasets pole --variants direct/decreasing --replicas 10
-    python -m dfkd.bench --sections protein    # only the eSol lines (differential evolution, Table 6 estimate)
+    python -m dfkd.bench --datasets none --mnist-variants direct_mnist/decreasing --no-protein
+    python -m dfkd.bench --datasets none --mnist-variants none     # only the eSol lines
 
-The eSol section times differential evolution (one student step's synthetic
-rows for one replica) with each generation's population evaluated in one
-teacher call and one student call (scipy's vectorized mode) against one
-candidate per call, and estimates the Table 6 protocol's CPU time from one
-measured epoch of each of its two cells.
+MNIST lines: the CNN engine with R = 5 replicas in one stack (grouped convolutions)
+against the same engine run for one model at a time (R = 1), with the paper's
+shapes (m = 50, 10 steps per epoch, 5000 validation images) and random weights.
+Times are CPU seconds of this process (``time.process_time``), single-threaded,
+so they hold on a busy machine.
+
+eSol lines: differential evolution (one student step's synthetic rows for one
+replica) with each generation's population evaluated in one teacher call and
+one student call (scipy's vectorized mode) against one candidate per call, and
+the Table 6 protocol's CPU time estimated from one measured epoch of each of
+its two cells (real eSol data when installed or mirrored, else random rows of
+its shapes).
 """
 
 from __future__ import annotations
@@ -128,6 +136,74 @@ def time_loop(teacher, splits, seeds, variant, epochs):
     return epochs / (time.perf_counter() - t0)
 
 
+MNIST_VARIANTS = {
+    "random/0": ("random", AlphaSchedule("constant", 0.0)),
+    "generator_mnist/decreasing": ("generator_mnist", AlphaSchedule("decreasing")),
+    "direct_mnist/decreasing": ("direct_mnist", AlphaSchedule("decreasing")),
+}
+
+
+def _mnist_setup(replicas: int, n_val: int):
+    import yaml
+
+    from dfkd.cli import CONF_DIR
+    from dfkd.data.split import Split
+    from dfkd.methods.base import Context
+    from dfkd.methods.sampler import make_sampler
+    from dfkd.models.cnn import CNNStack
+
+    gen = np.random.default_rng(0)
+    shape = (1, 28, 28)
+    split = Split(gen.random((8,) + shape, dtype=np.float32), gen.random(8, dtype=np.float32) * 9,
+                  gen.random((n_val,) + shape, dtype=np.float32), gen.random(n_val, dtype=np.float32) * 9,
+                  gen.random((10,) + shape, dtype=np.float32), gen.random(10, dtype=np.float32) * 9)
+    mean, var = np.full((28, 28), 0.13, np.float32), np.full((28, 28), 0.09, np.float32)
+    context = Context(shape, make_sampler("pixel", shape, mean=mean, var=var))
+    teachers = CNNStack.init(10, rng.generators(list(range(replicas)), "bench")).freeze()
+    student = yaml.safe_load((CONF_DIR / "student" / "cnn5.yaml").read_text())
+    cfg = dict(arch="cnn", loss="logcosh", arch_params=student["params"], eval_chunk=int(student.get("eval_chunk", 200)))
+    return split, context, teachers, cfg
+
+
+def bench_mnist(variants, replicas: int = 5, epochs: int = 1, n_val: int = 5000) -> None:
+    """Print student-epochs per CPU second, batched (R replicas) vs one model at a time."""
+    import yaml
+
+    from dfkd.cli import CONF_DIR
+    from dfkd.run import Settings, build_method
+
+    split, context, teachers, cfg = _mnist_setup(replicas, n_val)
+    print(f"\n# MNIST CNN (teacher f=10, student f=5), {replicas} replicas batched vs 1 at a time; "
+          f"CPU s per student-epoch")
+    header = f"{'variant':28s} {'batched ep/s':>13s} {'loop ep/s':>10s} {'ratio':>7s} {'CPU s/epoch/model':>18s}"
+    print(header)
+    print("-" * len(header))
+    for variant in variants:
+        name, alpha = MNIST_VARIANTS[variant]
+        params = yaml.safe_load((CONF_DIR / "method" / f"{name}.yaml").read_text())
+        target = params.pop("_target_")
+        params.pop("name")
+
+        def method():
+            return build_method(Settings(dataset={}, seeds=[], teacher_name="", teacher=None, student_name="",
+                                         student=None, method_name=name, method_target=target,
+                                         method_params=dict(params), alpha_name="", alpha=alpha))
+
+        def run(r):
+            from dfkd.engine.distill import StudentConfig
+
+            sub = teachers if r == replicas else type(teachers).from_params(
+                [teachers.replica_params(0)], 10).freeze()
+            t0 = time.process_time()
+            distill(sub, [split] * r, list(range(r)), method(), alpha, StudentConfig(epochs=epochs, **cfg),
+                    context=context)
+            return time.process_time() - t0
+
+        batched = replicas * epochs / run(replicas)
+        loop = epochs / run(1)
+        print(f"{variant:28s} {batched:13.3f} {loop:10.3f} {batched / loop:6.2f}x {1 / batched:18.1f}", flush=True)
+
+
 def protein_setup(replicas: int = 5, data_dir: str = "data"):
     """The eSol Table 6 setting: real data when installed (data dir or mirror), else random rows of its shapes.
 
@@ -203,21 +279,25 @@ def main(argv=None) -> int:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--replicas", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=3.0, help="target time per measurement")
-    parser.add_argument("--sections", default="tabular,protein", help="tabular and/or protein (eSol, Table 6)")
+    parser.add_argument("--mnist-variants", default=",".join(MNIST_VARIANTS),
+                        help="MNIST variants to time ('none' to skip)")
+    parser.add_argument("--mnist-replicas", type=int, default=5)
+    parser.add_argument("--mnist-epochs", type=int, default=1)
+    parser.add_argument("--protein", action=argparse.BooleanOptionalAction, default=True,
+                        help="time eSol's differential evolution and estimate Table 6 (default: on)")
     args = parser.parse_args(argv)
     variants = args.variants.split(",")
+    mnist = [] if args.mnist_variants == "none" else args.mnist_variants.split(",")
+    if [v for v in mnist if v not in MNIST_VARIANTS]:
+        print(f"error: unknown MNIST variant in {mnist} (choose from {', '.join(MNIST_VARIANTS)})", file=sys.stderr)
+        return 2
     unknown = [v for v in variants if v not in VARIANTS]
-    sections = set(args.sections.split(","))
-    if unknown or args.replicas < 1 or not sections <= {"tabular", "protein"}:
-        print(f"error: unknown variant {unknown} (choose from {', '.join(VARIANTS)}), replicas < 1, or unknown "
-              f"section in {args.sections!r} (choose tabular, protein)", file=sys.stderr)
+    if unknown or args.replicas < 1:
+        print(f"error: unknown variant {unknown} (choose from {', '.join(VARIANTS)}) or replicas < 1", file=sys.stderr)
         return 2
     tune_process(1)
     print(f"# dfkd bench: torch {torch.__version__}, {os.cpu_count()} CPU(s), 1 thread per process, "
           f"{args.replicas} replicas")
-    if "tabular" not in sections:
-        bench_protein(seconds=args.seconds)
-        return 0
     rates = matmul_rates()
     for name, value in rates.items():
         print(f"plain matmul 2048x2048 fp32, {name:30s} {value:7.1f} GFLOP/s")
@@ -227,7 +307,7 @@ def main(argv=None) -> int:
               f"{'GFLOP/s':>8s} {'% matmul':>9s}")
     print(header)
     print("-" * len(header))
-    for dataset in args.datasets.split(","):
+    for dataset in ([] if args.datasets == "none" else args.datasets.split(",")):
         splits, d = fake_splits(dataset, args.replicas)
         seeds = list(range(1, args.replicas + 1))
         teacher = MLPStack.init(d, 500, 1, rng.generators(seeds, "bench"))
@@ -241,7 +321,9 @@ def main(argv=None) -> int:
             batched, gflops = time_batched(teacher, splits, seeds, variant, batched_epochs)
             print(f"{dataset:10s} {variant:22s} {batched:13.1f} {loop:10.1f} {batched / loop:6.1f}x "
                   f"{gflops:8.1f} {100 * gflops / base:8.0f}%", flush=True)
-    if "protein" in sections:
+    if mnist:
+        bench_mnist(mnist, args.mnist_replicas, args.mnist_epochs)
+    if args.protein:
         bench_protein(seconds=args.seconds)
     return 0
 

@@ -26,10 +26,11 @@ from dfkd.engine import cache
 from dfkd.engine.alpha import AlphaSchedule
 from dfkd.engine.distill import StudentConfig, distill
 from dfkd.engine.perf import tune_process
+from dfkd.engine.supervised import CNNTeacherConfig, train_supervised
 from dfkd.engine.teacher import TeacherConfig, train_teachers
+from dfkd.errors import ConfigError, DataMissingError, DfkdError
 from dfkd.methods.base import Context
 from dfkd.methods.sampler import make_sampler
-from dfkd.errors import ConfigError, DataMissingError, DfkdError
 from dfkd.models.blackbox import BlackBoxConfig, fit_blackbox_teachers
 from dfkd.models.mlp import MLPStack
 
@@ -44,7 +45,7 @@ class Settings:
     dataset: dict
     seeds: list[int]
     teacher_name: str
-    teacher: TeacherConfig | BlackBoxConfig
+    teacher: TeacherConfig | CNNTeacherConfig | BlackBoxConfig
     student_name: str
     student: StudentConfig
     method_name: str
@@ -64,6 +65,8 @@ class Settings:
     missing_data: str = "error"
     train_teachers_if_missing: bool = True
     progress: bool = True
+    subset: dict = field(default_factory=dict)  # images only: {"train": n, "test": n}, None = all
+    synthetic_samples: int = 50  # image runs: synthetic batch kept per seed for figures 9 and 10
     extra: dict = field(default_factory=dict)
 
 
@@ -92,6 +95,13 @@ def _number(cfg: dict, key: str, where: str = "", minimum: float | None = None) 
     if not math.isfinite(value) or (minimum is not None and value < minimum):
         raise ConfigError(f"{name} must be a finite number >= {minimum}, got {value}")
     return value
+
+
+def _mapping(cfg: dict, key: str, where: str = "") -> dict:
+    value = cfg.get(key) or {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}{key} must be a mapping, got {value!r}")
+    return dict(value)
 
 
 def seeds_from(cfg: dict) -> list[int]:
@@ -128,13 +138,15 @@ def settings_from_dict(cfg: dict) -> Settings:
             raise ConfigError(f"rows_per_step={rows} leaves no row per sample set: set rows_per_step=2 or more")
     else:
         batch = 0
-    arch = str(s.get("arch", "mlp"))
+    s_arch = str(s.get("arch", "mlp"))
     student = StudentConfig(
-        hidden=_pos_int(s, "hidden", "student.") if arch == "mlp" else int(s.get("hidden") or 0),
+        hidden=_pos_int(s, "hidden", "student.") if s_arch == "mlp" else StudentConfig.hidden,
         lr=_number(s, "lr", "student.", 0),
         weight_decay=_number(s, "weight_decay", "student.", 0), epochs=_pos_int(cfg, "epochs"),
         steps_per_epoch=_pos_int(cfg, "steps_per_epoch"), batch_size=batch,
-        arch=arch, arch_params=dict(s.get("arch_params") or {}))
+        arch=s_arch, loss=str(s.get("loss", "mse")),
+        arch_params={} if s_arch == "mlp" else _mapping(s, "params", "student."),
+        eval_chunk=int(s.get("eval_chunk", 0) or 0))
     target = meth.pop("_target_", None)
     method_name = str(meth.pop("name", "") or (target or "").rsplit(".", 1)[-1].lower())
     if not target:
@@ -161,12 +173,31 @@ def settings_from_dict(cfg: dict) -> Settings:
         data_dir=Path(cfg.get("data_dir", "data")), data_mirror=cfg.get("data_mirror") or None,
         device=device, threads=int(cfg.get("threads") or 0), missing_data=missing,
         train_teachers_if_missing=bool(cfg.get("train_teachers_if_missing", True)),
-        progress=bool(cfg.get("progress", True)))
+        progress=bool(cfg.get("progress", True)), subset=_subset(cfg, dict(cfg["dataset"])),
+        synthetic_samples=int(cfg.get("synthetic_samples", 50) or 0))
+
+
+def _subset(cfg: dict, dataset: dict) -> dict:
+    """``subset: {train, test}`` image counts (None = all); only image datasets take it."""
+    raw = cfg.get("subset") or {}
+    if not isinstance(raw, dict) or set(raw) - {"train", "test"}:
+        raise ConfigError(f"subset must be a mapping with keys train and test, got {raw!r}")
+    out = {k: (None if raw.get(k) is None else _pos_int(raw, k, "subset.")) for k in ("train", "test")}
+    if any(v is not None for v in out.values()) and not is_image_dataset(dataset):
+        raise ConfigError(f"subset.train/subset.test apply to image datasets only; for dataset "
+                          f"{dataset.get('name')} use n_train and val_fraction")
+    return out
+
+
+def is_image_dataset(dataset: dict) -> bool:
+    """Whether a dataset yaml describes images (MNIST's fixed split, ``input_shape`` of three sides)."""
+    return dataset.get("format") == "mnist_idx"
 
 
 def _teacher_config(t: dict):
-    """The teacher group: a trained MLP (``conf/teacher/mlp500.yaml``) or a black box (``kind: blackbox``)."""
-    kind = str(t.get("kind", "mlp"))
+    """The teacher group: a black box (``kind: blackbox``, any regressor with predict), else a network
+    trained here: the tabular MLP (``arch: mlp``, the default) or an image network (``arch: cnn``)."""
+    kind = str(t.get("kind", "network"))
     if kind == "blackbox":
         target = t.get("_target_")
         if not target:
@@ -176,15 +207,22 @@ def _teacher_config(t: dict):
         if not isinstance(params, dict):
             raise ConfigError(f"teacher.params must be a mapping of keyword arguments, got {params!r}")
         return BlackBoxConfig(target=str(target), params=dict(params))
-    if kind != "mlp":
-        raise ConfigError(f"teacher kind '{kind}' unknown: use mlp (a trained network) or blackbox "
+    if kind != "network":
+        raise ConfigError(f"teacher kind '{kind}' unknown: use network (trained here; the default) or blackbox "
                           f"(any regressor with predict)")
-    return TeacherConfig(
-        hidden=_pos_int(t, "hidden", "teacher."), lr=_number(t, "lr", "teacher.", 0),
+    t_arch = str(t.get("arch", "mlp"))
+    if t_arch == "mlp":
+        return TeacherConfig(
+            hidden=_pos_int(t, "hidden", "teacher."), lr=_number(t, "lr", "teacher.", 0),
+            weight_decay=_number(t, "weight_decay", "teacher.", 0), batch_size=_pos_int(t, "batch_size", "teacher."),
+            max_epochs=_pos_int(t, "max_epochs", "teacher."), stop_after=_pos_int(t, "stop_after", "teacher."),
+            plateau_factor=_number(t, "plateau_factor", "teacher.", 0),
+            plateau_patience=_pos_int(t, "plateau_patience", "teacher."))
+    return CNNTeacherConfig(
+        arch=t_arch, arch_params=_mapping(t, "params", "teacher."), lr=_number(t, "lr", "teacher.", 0),
         weight_decay=_number(t, "weight_decay", "teacher.", 0), batch_size=_pos_int(t, "batch_size", "teacher."),
-        max_epochs=_pos_int(t, "max_epochs", "teacher."), stop_after=_pos_int(t, "stop_after", "teacher."),
-        plateau_factor=_number(t, "plateau_factor", "teacher.", 0),
-        plateau_patience=_pos_int(t, "plateau_patience", "teacher."))
+        epochs=_pos_int(t, "epochs", "teacher."), loss=str(t.get("loss", "logcosh")),
+        seed=int(t.get("seed", 0)), eval_chunk=int(t.get("eval_chunk", 200)))
 
 
 def resolve_device(device: str) -> torch.device:
@@ -205,10 +243,12 @@ def build_method(settings: Settings):
         raise ConfigError(f"method _target_ '{settings.method_target}' cannot be imported: "
                           f"check conf/method/{settings.method_name}.yaml") from None
     try:
-        return cls(**settings.method_params)
+        method = cls(**settings.method_params)
     except TypeError as exc:
         raise ConfigError(f"method '{settings.method_name}' does not accept its parameters ({exc}): "
                           f"check conf/method/{settings.method_name}.yaml") from None
+    method.name = settings.method_name  # the yaml's name (e.g. direct_mnist: the Direct class with eq. 8's terms)
+    return method
 
 
 # -- data and teachers ------------------------------------------------------------
@@ -229,46 +269,91 @@ def split_options(settings: Settings) -> dict:
 
 def load_splits(settings: Settings, seeds: list[int]):
     """Load the dataset (installing from a mirror if one is set) and make each seed's split."""
-    from dfkd.data import DatasetSpec, load_dataset, make_split
-
-    spec = DatasetSpec.from_dict(settings.dataset)
-    X, y = load_dataset(spec, data_dir=settings.data_dir, mirror=settings.data_mirror)
-    opts = split_options(settings)
-    return spec, [make_split(X, y, seed, **opts) for seed in seeds]
+    spec, splits, _ = load_data(settings, seeds)
+    return spec, splits
 
 
-def dataset_context(settings: Settings, splits) -> Context | None:
-    """The base distribution of synthetic inputs from the dataset yaml's ``synthetic:`` block.
+def check_pairing(settings: Settings) -> None:
+    """Image datasets need image networks (teacher=cnn10, student=cnn5) and tables need MLPs.
 
-    ``kind: normal`` (the default, tables) gives None: the engine's tabular N(0, I).
-    ``kind: simplex`` (eSol) uses the training rows' per-feature mean and population std;
-    ``bounds: train_range`` sets the search box to the training rows' per-feature min and
-    max, ``margin`` added to the max (method=de; default: the sampler's [0, 1]).
+    Checked when a run starts, not when a config is composed, so that every option of every
+    group still composes on its own.
+
+    Raises:
+        ConfigError: one line naming the options that fit.
     """
-    syn = settings.dataset.get("synthetic") or {}
-    kind = str(syn.get("kind", "normal"))
-    if kind == "normal" and "bounds" not in syn:
-        return None
+    name = settings.dataset.get("name")
+    image = is_image_dataset(settings.dataset)
+    image_teacher = isinstance(settings.teacher, CNNTeacherConfig)
+    if image and not image_teacher:
+        raise ConfigError(f"dataset {name} holds images: use an image teacher (teacher=cnn10), not "
+                          f"teacher={settings.teacher_name}")
+    if image and settings.student.arch == "mlp":
+        raise ConfigError(f"dataset {name} holds images: use an image student (student=cnn5), not "
+                          f"student={settings.student_name}")
+    if not image and (image_teacher or settings.student.arch == "cnn"):
+        raise ConfigError(f"teacher={settings.teacher_name} student={settings.student_name} need an image dataset "
+                          f"(dataset=mnist); for dataset {name} use teacher=mlp500 and student=mlp25 or mlp50")
+
+
+def load_data(settings: Settings, seeds: list[int]):
+    """The dataset's spec, each seed's split and the :class:`~dfkd.methods.base.Context` of its inputs.
+
+    Tables: a standardized split per seed and N(0, I) inputs; eSol: the dataset's own fixed,
+    unscaled split and simplex rows (:func:`_tabular_context`). Images (MNIST): one fixed
+    split shared by every seed (the same object), and per-pixel Gaussian inputs from the
+    statistics of all training images, clipped to [0, 1].
+    """
+    from dfkd.data import DatasetSpec, load_dataset, make_split
+    from dfkd.methods.sampler import make_sampler
+
+    check_pairing(settings)
+    spec = DatasetSpec.from_dict(settings.dataset)
+    synthetic = dict(spec.extra.get("synthetic") or {"kind": "normal"})
+    kind = synthetic.pop("kind", "normal")
+    if is_image_dataset(settings.dataset):
+        from dfkd.data.images import image_split, load_mnist, pixel_stats
+
+        data = load_mnist(spec, data_dir=settings.data_dir, mirror=settings.data_mirror)
+        sp = dict(spec.extra.get("split") or {})
+        split = image_split(data, n_val=int(sp.get("n_val", 5000)), val_seed=int(sp.get("val_seed", 0)),
+                            n_train=settings.subset.get("train"), n_test=settings.subset.get("test"))
+        shape = tuple(int(v) for v in spec.extra.get("input_shape", (1, 28, 28)))
+        mean, var = pixel_stats(data.train_images)
+        sampler = make_sampler(kind, shape, mean=mean, var=var, **synthetic)
+        return spec, [split] * len(seeds), Context(shape, sampler)
+    X, y = load_dataset(spec, data_dir=settings.data_dir, mirror=settings.data_mirror)
+    splits = [make_split(X, y, seed, **split_options(settings)) for seed in seeds]
+    return spec, splits, _tabular_context(settings, spec, splits, kind, synthetic)
+
+
+def _tabular_context(settings: Settings, spec, splits, kind: str, synthetic: dict) -> Context:
+    """The base distribution of a table's synthetic rows, from its yaml's ``synthetic:`` block.
+
+    ``kind: normal`` (the default) is N(0, I). ``kind: simplex`` (eSol) uses the training
+    rows' per-feature mean and population std. ``bounds: train_range`` sets the search box
+    (method=de) to the training rows' per-feature min and max, ``margin`` added to the max;
+    without it the box is the sampler's own (simplex: [0, 1]; normal: none). Statistics come
+    from the training rows, so they need one split shared by every seed.
+    """
+    synthetic = dict(synthetic)
+    bounds_rule, margin = synthetic.pop("bounds", None), synthetic.pop("margin", 0.0)
+    shape = (int(spec.n_features),)
     X = np.asarray(splits[0].X_train, dtype=np.float64)
-    if any(not np.array_equal(X, s.X_train) for s in splits[1:]):
-        raise ConfigError(f"dataset {settings.dataset.get('name')}: synthetic statistics come from the training "
-                          f"rows, which differ between seeds: give the dataset a fixed split")
-    shape = (X.shape[1],)
-    if kind == "simplex":
-        sampler = make_sampler("simplex", shape, mean=X.mean(0), std=X.std(0))
-    elif kind == "normal":
-        sampler = make_sampler("normal", shape)
-    else:
-        raise ConfigError(f"synthetic kind '{kind}' is not wired into the runner for tabular files: "
-                          f"use normal or simplex")
+    needs_rows = kind == "simplex" or bounds_rule is not None
+    if needs_rows and any(s.X_train is not splits[0].X_train and not np.array_equal(X, s.X_train) for s in splits[1:]):
+        raise ConfigError(f"dataset {spec.name}: synthetic statistics come from the training rows, which differ "
+                          f"between seeds: give the dataset a fixed split (split: {{train_seed: ...}})")
+    stats = {"mean": X.mean(0), "std": X.std(0)} if kind == "simplex" else {}
+    sampler = make_sampler(kind, shape, **stats, **synthetic)
     bounds = None
-    if syn.get("bounds") is not None:
-        if syn["bounds"] != "train_range":
-            raise ConfigError(f"synthetic.bounds must be train_range (or absent), got {syn['bounds']!r}")
-        margin = _number(syn, "margin", "synthetic.", 0) if "margin" in syn else 0.0
+    if bounds_rule is not None:
+        if bounds_rule != "train_range":
+            raise ConfigError(f"synthetic.bounds must be train_range (or absent), got {bounds_rule!r}")
+        margin = _number({"margin": margin}, "margin", "synthetic.", 0)
         bounds = (torch.as_tensor(X.min(0), dtype=torch.float32),
                   torch.as_tensor(X.max(0) + margin, dtype=torch.float32))
-    return Context(input_shape=shape, sampler=sampler, bounds=bounds)
+    return Context(shape, sampler, bounds)
 
 
 def data_fingerprint(settings: Settings) -> list:
@@ -278,6 +363,12 @@ def data_fingerprint(settings: Settings) -> list:
 
 def teacher_key(settings: Settings) -> str:
     """Hash of everything that determines a teacher besides its seed."""
+    if isinstance(settings.teacher, CNNTeacherConfig):
+        return records.config_hash({
+            "protocol": PROTOCOL_VERSION, "dataset": settings.dataset.get("name"), "data": data_fingerprint(settings),
+            "split": [settings.dataset.get("split"), settings.subset.get("train")],
+            "teacher": asdict(settings.teacher)})
+    # a dataset's own split block (eSol) enters the key only when present, so tabular keys stay as they were
     split = [settings.n_train, settings.val_fraction] if "split" not in settings.dataset else split_options(settings)
     teacher = asdict(settings.teacher)
     if isinstance(settings.teacher, BlackBoxConfig):
@@ -293,6 +384,8 @@ def get_teachers(settings: Settings, seeds: list[int], splits, device, log=print
     Returns:
         ``(stack, infos)`` with ``infos[r]`` holding ``val_rmse``, ``test_rmse`` and ``epochs`` of seed r's teacher.
     """
+    if isinstance(settings.teacher, CNNTeacherConfig):
+        return get_image_teacher(settings, seeds, splits, device, log)
     name = settings.dataset["name"]
     if isinstance(settings.teacher, BlackBoxConfig):
         # Fitting is fast (SVR on 2500 rows: a fraction of a second) and deterministic: no cache.
@@ -325,6 +418,48 @@ def get_teachers(settings: Settings, seeds: list[int], splits, device, log=print
     loaded = [cache.load_teacher(paths[s], expect(s)) for s in seeds]
     stack = MLPStack.from_params([p for p, _ in loaded], device=device)
     return stack, [m for _, m in loaded]
+
+
+def get_image_teacher(settings: Settings, seeds: list[int], splits, device, log=print):
+    """The one image teacher (seed ``teacher.seed``) every run shares, from the cache or trained now.
+
+    The paper reports a single teacher MAE (0.157, no spread), so all runs distil the same
+    teacher; it is replicated over the students' stack.
+
+    Returns:
+        ``(stack, infos)`` with R identical replicas and R copies of the teacher's info.
+    """
+    from dfkd.models.cnn import CNNStack
+
+    cfg = settings.teacher
+    name = settings.dataset["name"]
+    key = teacher_key(settings)
+    shape = tuple(int(v) for v in settings.dataset.get("input_shape", (1, 28, 28)))
+    expect = {"dataset": name, "seed": cfg.seed, "arch": cfg.arch, "key": key}
+    path = cache.teacher_path(settings.teacher_dir, name, cfg.seed, key)
+    with cache.file_lock(settings.teacher_dir / name / f".lock-{key}"):
+        if not path.exists():
+            if not settings.train_teachers_if_missing:
+                raise cache.TeacherError(f"no cached {name} teacher under {settings.teacher_dir}: run `make teachers` "
+                                         f"(or drop train_teachers_if_missing=false)")
+            n = splits[0].X_train.shape[0]
+            log(f"[{name}] training the {cfg.arch} teacher (seed {cfg.seed}) on {n} images for {cfg.epochs} epochs")
+            bar = _bar(settings, cfg.epochs, f"{name} teacher")
+
+            def progress(epoch, best):
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix_str(f"best val RMSE {best[0]:.4f}", refresh=False)
+            stack, infos = train_supervised(splits[0], [cfg.seed], cfg, shape, device, progress=progress)
+            if bar is not None:
+                bar.close()
+            log(f"[{name}] teacher: test MAE {infos[0]['test_mae']:.4f}, RMSE {infos[0]['test_rmse']:.4f} "
+                f"(paper 0.157 / 0.165), best epoch {infos[0]['best_epoch'] + 1} of {cfg.epochs}")
+            meta = dict(expect, **infos[0], created=_now(), git_commit=records.git_commit())
+            cache.save_teacher(path, stack.replica_params(0), meta)
+    params, meta = cache.load_teacher(path, expect, mlp_shape=False)
+    stack = CNNStack.from_params([params] * len(seeds), device=device, input_shape=shape, **cfg.arch_params)
+    return stack, [meta] * len(seeds)
 
 
 def _now() -> str:
@@ -383,7 +518,10 @@ def cell_hash(settings: Settings, seed: int, batch_size: int) -> str:
         "protocol": PROTOCOL_VERSION, "teacher_key": teacher_key(settings), "seed": seed,
         "student": _hashed_fields(settings.student), "batch_size": batch_size,
         "method": [settings.method_target, settings.method_params],
-        "alpha": [settings.alpha.schedule, float(settings.alpha.value)]})
+        "alpha": [settings.alpha.schedule, float(settings.alpha.value)],
+        # image runs only (keeps tabular hashes): the test subset and the kept synthetic batch
+        **({"subset": settings.subset, "samples": settings.synthetic_samples}
+           if is_image_dataset(settings.dataset) else {})})
 
 
 def run_cell(settings: Settings, log=print) -> dict:
@@ -412,20 +550,21 @@ def run_cell(settings: Settings, log=print) -> dict:
         log(f"[{label}] all {len(settings.seeds)} seed(s) already done: skipping")
         return {"status": "skipped", "records": [str(p) for p in paths.values()], "ran": []}
     try:
-        spec, splits = load_splits(settings, pending)
+        spec, splits, context = load_data(settings, pending)
     except DataMissingError as exc:
         if settings.missing_data == "skip":
             log(f"[{label}] not run (data missing): {exc}")
             return {"status": "missing_data", "records": [], "ran": []}
         raise
     teacher, tinfo = get_teachers(settings, pending, splits, device, log)
-    context = dataset_context(settings, splits)
     method = build_method(settings)
     log(f"[{label}] distilling seeds {pending} on {device} (m={batch}, {settings.student.epochs} epochs)")
     bar = _bar(settings, settings.student.epochs, label)
     t0 = time.perf_counter()
+    image = is_image_dataset(settings.dataset)
     results, traces, _, _ = distill(teacher, splits, pending, method, settings.alpha, settings.student, device,
-                                    progress=_student_progress(bar), context=context)
+                                    progress=_student_progress(bar), context=context,
+                                    keep_samples=settings.synthetic_samples if image else 0)
     queries = getattr(teacher, "queries", None)  # rows asked of a black-box teacher, per replica
     if bar is not None:
         bar.close()
@@ -435,15 +574,19 @@ def run_cell(settings: Settings, log=print) -> dict:
         res = results[r]
         ok = all(math.isfinite(res[k]) for k in ("test_rmse", "test_mae"))
         trace_path = paths[seed].with_suffix(".trace.npz")
-        _write_trace(trace_path, {k: v[:, r].numpy() for k, v in traces.items()})
+        _write_trace(trace_path, {k: (v[r] if k.startswith("synthetic_") else v[:, r]).numpy()
+                                  for k, v in traces.items()})
         rec = {
             "schema": records.SCHEMA, "kind": "distill", "experiment": settings.experiment,
             "dataset": name, "method": settings.method_name, "alpha": settings.alpha.label,
             "variant": f"{settings.method_name}/{settings.alpha.label}", "student": settings.student_name,
-            "student_hidden": settings.student.hidden, "teacher": settings.teacher_name, "seed": seed,
+            "student_hidden": settings.student.hidden if settings.student.arch == "mlp" else None,
+            "student_arch": settings.student.arch, "teacher": settings.teacher_name, "seed": seed,
             "status": "ok" if ok else "failed", "failure_reason": None if ok else "non-finite test error",
-            **{k: res[k] for k in ("test_rmse", "test_mae", "test_rmse_last", "best_epoch", "val_rmse_best")},
-            "teacher_test_rmse": tinfo[r]["test_rmse"], "teacher_val_rmse": tinfo[r]["val_rmse"],
+            **{k: res[k] for k in ("test_rmse", "test_mae", "test_rmse_last", "test_mae_last", "best_epoch",
+                                   "val_rmse_best")},
+            "teacher_test_rmse": tinfo[r]["test_rmse"], "teacher_test_mae": tinfo[r].get("test_mae"),
+            "teacher_val_rmse": tinfo[r]["val_rmse"],
             "teacher_epochs": tinfo[r]["epochs"],
             **({"teacher_queries": int(queries[r])} if queries is not None else {}),
             "epochs": settings.student.epochs, "epochs_run": res["epochs_run"],
@@ -457,10 +600,16 @@ def run_cell(settings: Settings, log=print) -> dict:
             "alpha_schedule": settings.alpha.schedule, "alpha_value": float(settings.alpha.value),
             "trace_file": trace_path.name,
         }
+        if image:
+            rec.update(student_loss=settings.student.loss, subset=settings.subset,
+                       n_train_images=int(splits[0].X_train.shape[0]), n_val_images=int(splits[0].X_val.shape[0]),
+                       n_test_images=int(splits[0].X_test.shape[0]),
+                       synthetic_samples=int(traces["synthetic_t"].shape[1]) if "synthetic_t" in traces else 0)
         records.write_json(paths[seed], rec)
         written.append(str(paths[seed]))
     mean = float(np.mean([r["test_rmse"] for r in results]))
-    log(f"[{label}] done in {wall:.1f}s: test RMSE mean {mean:.4f} over {len(pending)} seed(s) -> {cell_dir}")
+    mae = f", MAE {float(np.mean([r['test_mae'] for r in results])):.4f}" if image else ""
+    log(f"[{label}] done in {wall:.1f}s: test RMSE mean {mean:.4f}{mae} over {len(pending)} seed(s) -> {cell_dir}")
     return {"status": "done", "records": written, "ran": pending}
 
 

@@ -10,8 +10,6 @@ from dfkd.cli import CONF_DIR, check_overrides, groups, options
 from dfkd.errors import ConfigError
 from dfkd.run import build_method, settings_from_dict
 
-TABULAR_DATASETS = {"compactiv", "cpusmall", "ctscan", "indoorloc", "mv", "pole", "puma32h"}
-TABLE34_VARIANTS = {"direct_one", "direct_decreasing", "generator_one", "generator_decreasing", "random"}
 GROUP_OPTIONS = [(g, o) for g in groups() if g not in ("experiment", "variant") for o in options(g)]
 
 
@@ -37,12 +35,20 @@ def test_every_group_option_composes_and_validates(group, option):
         assert build_method(settings).name == option
 
 
+# Image variants are named by dataset (mnist_direct sets method direct_mnist, alpha decreasing).
+VARIANT_CHOICES = {"mnist_random": ("random", "zero"), "mnist_generator": ("generator_mnist", "decreasing"),
+                   "mnist_direct": ("direct_mnist", "decreasing")}
+TABULAR = {"compactiv", "cpusmall", "ctscan", "indoorloc", "mv", "pole", "puma32h"}
+TABLE34_VARIANTS = {"direct_one", "direct_decreasing", "generator_one", "generator_decreasing", "random"}
+
+
 @pytest.mark.parametrize("variant", options("variant"))
 def test_variants_set_method_and_alpha(variant):
     cfg = compose_dict([f"variant={variant}"])
     method, _, alpha = variant.partition("_")
+    method, alpha = VARIANT_CHOICES.get(variant, (method, alpha or "zero"))
     assert cfg.method.name == method
-    assert cfg.alpha.name == (alpha or "zero")
+    assert cfg.alpha.name == alpha
 
 
 def test_any_method_composes_with_any_alpha():
@@ -56,7 +62,7 @@ def test_table_presets(preset, student):
     assert cfg.student.name == student and cfg.experiment_name == preset and cfg.seeds == 10
     assert cfg.epochs == 2000 and cfg.missing_data == "skip"
     params = cfg.hydra.sweeper.params
-    assert set(params.dataset.split(",")) == TABULAR_DATASETS
+    assert set(params.dataset.split(",")) == TABULAR
     assert set(params.variant.split(",")) == TABLE34_VARIANTS
     assert cfg.hydra.launcher._target_.endswith("JoblibLauncher")
 
@@ -98,6 +104,25 @@ def test_check_overrides(arg, ok):
     else:
         with pytest.raises(ConfigError, match="choose one of"):
             check_overrides([arg])
+
+
+@pytest.mark.parametrize("preset,epochs,results", [("table5", 1000, "results"), ("mnist_quick", 8, "results/quick")])
+def test_mnist_presets(preset, epochs, results):
+    cfg = compose_dict([f"experiment={preset}", "data_mirror=null"], hydra_cfg=True)
+    assert (cfg.dataset.name, cfg.teacher.name, cfg.student.name) == ("mnist", "cnn10", "cnn5")
+    assert cfg.seeds == 5 and cfg.epochs == epochs and cfg.steps_per_epoch == 10 and cfg.results_dir == results
+    assert set(cfg.hydra.sweeper.params.variant.split(",")) == set(VARIANT_CHOICES)
+    s = settings_from_dict(OmegaConf.to_container(compose_dict([f"experiment={preset}", "variant=mnist_direct",
+                                                                "data_mirror=null"]), resolve=True))
+    assert (s.student.arch, s.student.loss, s.student.arch_params["filters"]) == ("cnn", "logcosh", 5)
+    assert s.teacher.arch_params["filters"] == 10 and s.teacher.loss == "logcosh"
+    method = build_method(s)
+    assert (method.name, method.steps, method.lr, method.objective.target) == ("direct_mnist", 20, 1e-3, 1.0)
+
+
+def test_subset_is_for_image_datasets_only():
+    with pytest.raises(ConfigError, match="image datasets only"):
+        settings_from_dict(OmegaConf.to_container(compose_dict(["dataset=pole", "subset.train=100"]), resolve=True))
 
 
 def test_table6_presets():

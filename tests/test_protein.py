@@ -259,12 +259,12 @@ def compose_protein(tmp, mirror, extra=()):
 
 
 def test_protein_context_is_the_training_simplex_and_box(data_mirror, tmp_path):
-    from dfkd.run import dataset_context, load_splits
+    from dfkd.run import load_data
 
     settings = compose_protein(tmp_path, data_mirror, ["variant=de_half"])
     assert (settings.student.batch_size, settings.student.arch) == (5, "rbf")  # 5 DE + 5 random rows per step
-    _, splits = load_splits(settings, [1, 2])
-    ctx = dataset_context(settings, splits)
+    assert settings.student.arch_params == {"centres": 100}
+    _, splits, ctx = load_data(settings, [1, 2])
     lo, hi = ctx.bounds
     np.testing.assert_allclose(lo.numpy(), splits[0].X_train.min(0), rtol=1e-6)
     np.testing.assert_allclose(hi.numpy(), splits[0].X_train.max(0) + 0.01, rtol=1e-6)

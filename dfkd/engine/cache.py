@@ -33,8 +33,12 @@ def save_teacher(path: Path, params: dict, meta: dict) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_teacher(path: Path, expect: dict) -> tuple[dict, dict]:
-    """Load a teacher and check its metadata against ``expect`` (dataset, seed, d_in, hidden, key)."""
+def load_teacher(path: Path, expect: dict, mlp_shape: bool = True) -> tuple[dict, dict]:
+    """Load a teacher and check its metadata against ``expect`` (dataset, seed, d_in, hidden, key).
+
+    ``mlp_shape``: also check the tabular MLP's first weight against ``d_in`` and ``hidden``
+    (other architectures are identified by their key alone).
+    """
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
         params, meta = blob["params"], blob["meta"]
@@ -48,6 +52,8 @@ def load_teacher(path: Path, expect: dict) -> tuple[dict, dict]:
         if meta.get(field) != want:
             raise TeacherError(f"teacher checkpoint {path} has {field}={meta.get(field)!r}, expected {want!r}: "
                                f"it belongs to another dataset or config; delete it and rerun `make teachers`")
+    if not mlp_shape:
+        return params, meta
     w1 = params.get("w1")
     if w1 is None or tuple(w1.shape) != (expect.get("hidden", w1.shape[0]), expect.get("d_in", w1.shape[1])):
         raise TeacherError(f"teacher checkpoint {path} has weights of shape {None if w1 is None else tuple(w1.shape)}, "

@@ -82,7 +82,8 @@ def student_loss(diff: torch.Tensor, loss: str):
 
 
 def distill(teacher, splits, seeds: list[int], method: Method, alpha: AlphaSchedule,
-            cfg: StudentConfig = StudentConfig(), device="cpu", progress=None, context: Context | None = None):
+            cfg: StudentConfig = StudentConfig(), device="cpu", progress=None, context: Context | None = None,
+            keep_samples: int = 0):
     """Distil one student per seed from the corresponding teacher replica.
 
     Args:
@@ -91,11 +92,14 @@ def distill(teacher, splits, seeds: list[int], method: Method, alpha: AlphaSched
         method: an unbound :class:`~dfkd.methods.base.Method`.
         progress: optional callable ``(epoch, best_val_rmse (R,) tensor)`` called after every epoch.
         context: the dataset's input shape and base distribution; default tabular N(0, I) of the teacher's width.
+        keep_samples: if > 0, after training draw that many synthetic inputs per replica from the method
+            (with the final student) and return them with the teacher's predictions, for figures.
 
     Returns:
         ``(results, traces)``: per replica a dict of metrics; traces is a dict of
         ``(epochs, R)`` CPU tensors: ``val_rmse``, ``loss_g`` (student loss on x_g,
-        mean over the epoch's steps; NaN where a = 0) and ``loss_p``.
+        mean over the epoch's steps; NaN where a = 0) and ``loss_p``; with ``keep_samples`` also
+        ``synthetic_x (R, k, *input_shape)`` and ``synthetic_t (R, k)``.
     """
     t0 = time.perf_counter()
     device = torch.device(device)
@@ -181,4 +185,8 @@ def distill(teacher, splits, seeds: list[int], method: Method, alpha: AlphaSched
             "wall_time_s": wall / n_rep,
         })
     traces = {"val_rmse": trace_val.sqrt().cpu(), "loss_g": trace_g.cpu(), "loss_p": trace_p.cpu()}
+    if keep_samples:
+        xs = method.sample(keep_samples)
+        traces["synthetic_x"] = xs.detach().cpu()
+        traces["synthetic_t"] = teacher.predict(xs).detach().cpu()
     return results, traces, student, best_flat

@@ -4,6 +4,7 @@ Usage::
 
     python -m dfkd.report [--records results/records] [--out results/tables]
                           [--tables table3,table4] [--data-dir data]
+    python -m dfkd.report --figures fig9,fig10 [--figures-out results/figures]
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ def _parse(argv):
                         help="output folder for <table>.md and <table>.csv (default: %(default)s)")
     parser.add_argument("--tables", default=None,
                         help="comma-separated table names (default: every experiments/table*.py)")
+    parser.add_argument("--figures", default=None,
+                        help="comma-separated figure names (experiments/fig*.py) to draw instead of tables, "
+                             "or 'all'")
+    parser.add_argument("--figures-out", default="results/figures", type=Path,
+                        help="output folder for figures (default: %(default)s)")
     parser.add_argument("--data-dir", default="data", type=Path,
                         help="dataset folder, to tell 'not run' from 'data missing' (default: %(default)s)")
     return parser.parse_args(argv)
@@ -70,8 +76,29 @@ def _load(records_root: Path):
     return df
 
 
+def run_figures(args) -> int:
+    """Draw the requested figures from records; return the exit status."""
+    from dfkd.report.figures import load_figure_specs, write_figure
+
+    specs = load_figure_specs()
+    names = list(specs) if args.figures.strip() == "all" else [n.strip() for n in args.figures.split(",") if n.strip()]
+    unknown = [n for n in names if n not in specs]
+    if unknown:
+        raise ConfigError(f"unknown figure {', '.join(unknown)}; known: {', '.join(specs)}")
+    df = _load(args.records)
+    for name in names:
+        paths, n = write_figure(df, specs[name], args.figures_out)
+        total = len(specs[name]["columns"])
+        note = "" if n == total else f" ({total - n} of {total} methods not run: produce records with `make quick` " \
+                                     f"or `make table5`)"
+        print(f"{name}: {n} of {total} methods drawn{note} -> {', '.join(map(str, paths))}")
+    return 0
+
+
 def run(args) -> int:
     """Build and write the requested tables; return the exit status."""
+    if getattr(args, "figures", None):
+        return run_figures(args)
     specs = load_table_specs()
     if not specs:
         raise ConfigError("no table specs found in experiments/table*.py")

@@ -13,7 +13,7 @@ RECORD_FIELDS = [
     "schema", "kind", "experiment", "dataset", "method", "alpha", "variant",
     "student", "student_hidden", "seed", "status", "failure_reason",
     "test_rmse", "test_mae", "test_rmse_last", "best_epoch", "val_rmse_best",
-    "teacher_test_rmse", "teacher_val_rmse", "teacher_epochs",
+    "teacher_test_rmse", "teacher_val_rmse", "teacher_epochs", "teacher_test_mae", "test_mae_last",
     "epochs", "epochs_run", "steps_per_epoch", "batch_size", "wall_time_s",
     "config_hash", "git_commit", "device", "created",
 ]
@@ -23,7 +23,7 @@ KNOWN_SCHEMAS = {1}
 
 _NUMERIC_FIELDS = [
     "test_rmse", "test_mae", "test_rmse_last", "val_rmse_best",
-    "teacher_test_rmse", "teacher_val_rmse", "wall_time_s",
+    "teacher_test_rmse", "teacher_val_rmse", "wall_time_s", "teacher_test_mae", "test_mae_last",
 ]
 
 

@@ -5,9 +5,12 @@ A *table spec* is the ``TABLE`` dict of an ``experiments/table*.py`` module:
 variant ``None`` for the teacher), ``datasets`` and ``paper``
 (``{dataset: {label: (mean, std)}}``); optionally ``metric`` (default
 ``"test_rmse"``), ``teacher_metric`` (default ``"teacher_" + metric``) and
-``last_metric`` (default ``"test_rmse_last"``), and ``extra_fields``, a list
-of ``(label, record field)`` shown as the mean per cell in a section of their
-own (Table 6: the teacher queries per run).
+``last_metric`` (default ``"test_rmse_last"``). A spec with ``metrics`` (a list of
+``(label, record field)``, e.g. Table 5's MAE and RMSE) has one row per metric
+instead of per dataset; its ``paper`` is then ``{dataset: {metric label: {column
+label: (mean, std or None)}}}``, and it may carry its own ``claims`` and a ``note``.
+``extra_fields``, a list of ``(label, record field)``, are shown as the mean per
+cell in a section of their own (Table 6: the teacher queries per run).
 """
 
 from __future__ import annotations
@@ -165,6 +168,8 @@ def summarize(df: pd.DataFrame, table_spec: dict) -> pd.DataFrame:
         provenance for :func:`render_markdown`.
     """
     spec = validate_spec(table_spec)
+    if spec.get("metrics"):
+        return _summarize_metrics(df, spec)
     metric = spec.get("metric", "test_rmse")
     teacher_metric = spec.get("teacher_metric", f"teacher_{metric}")
     last_metric = spec.get("last_metric", "test_rmse_last")
@@ -204,6 +209,7 @@ def summarize(df: pd.DataFrame, table_spec: dict) -> pd.DataFrame:
             mean, std = _mean_std(values)
             last_mean, last_std = _mean_std(last_values)
             paper_mean, paper_std = paper_row.get(label, (math.nan, math.nan))
+            paper_std = math.nan if paper_std is None else paper_std
             z = (mean - paper_mean) / paper_std if paper_std and paper_std > 0 else math.nan
             out.append(dict(
                 dataset=dataset, column=label, variant=_TEACHER if variant is None else variant,
@@ -232,6 +238,21 @@ def summarize(df: pd.DataFrame, table_spec: dict) -> pd.DataFrame:
     return summary
 
 
+def _summarize_metrics(df: pd.DataFrame, spec: dict) -> pd.DataFrame:
+    """:func:`summarize` once per metric of a multi-metric spec, stacked with a ``metric`` column."""
+    parts = []
+    for label, field in spec["metrics"]:
+        one = {k: v for k, v in spec.items() if k not in ("metrics", "claims")}
+        one.update(metric=field, teacher_metric=f"teacher_{field}", last_metric=f"{field}_last",
+                   paper={ds: rows.get(label, {}) for ds, rows in spec["paper"].items()})
+        part = summarize(df, one)
+        part.insert(1, "metric", label)
+        parts.append(part)
+    out = pd.concat(parts, ignore_index=True)
+    out.attrs["source"] = parts[0].attrs.get("source", {})
+    return out
+
+
 # ------------------------------------------------------------- fidelity and claims
 
 def fidelity(summary: pd.DataFrame, threshold: float = Z_FLAG) -> dict:
@@ -244,15 +265,15 @@ def fidelity(summary: pd.DataFrame, threshold: float = Z_FLAG) -> dict:
     Returns:
         ``dict(within, n_run, n_cells, outside)``; ``outside`` lists
         ``(dataset, column, z)``. Cells count as run when they have a z; a
-        cell whose paper std is 0 (Table 6's deterministic teacher) has no z
-        and is not counted at all.
+        cell without a positive paper std (a teacher the paper printed as a
+        single value, Tables 5 and 6) can have no z and is not counted at all.
     """
     run = summary[summary["z"].notna()]
     outside_rows = run[run["z"].abs() > threshold]
     return dict(
         within=int(len(run) - len(outside_rows)),
         n_run=int(len(run)),
-        n_cells=int((~(summary["paper_std"] == 0)).sum()),
+        n_cells=int((summary["paper_std"] > 0).sum()),
         outside=[(r.dataset, r.column, float(r.z)) for r in outside_rows.itertuples()],
     )
 
@@ -352,6 +373,8 @@ def _cell(row, not_run_text: str) -> str:
         ours = not_run_text
     if not math.isfinite(row.paper_mean):
         return ours
+    if not math.isfinite(row.paper_std):  # the paper printed a single value (a teacher): no std, no z
+        return f"{ours}<br>paper {_paper_num(row.paper_mean)}"
     paper = f"paper {_paper_num(row.paper_mean)} ± {_paper_num(row.paper_std)}"
     if math.isfinite(row.z):
         # "or 0.0" turns a rounded -0.0 into +0.0, which reads as agreement.
@@ -386,6 +409,8 @@ def render_markdown(summary: pd.DataFrame, table_spec: dict, data_status: dict[s
     """
     spec = table_spec
     source = source if source is not None else summary.attrs.get("source", {})
+    if spec.get("metrics"):
+        return _render_metrics(summary, spec, data_status, source)
     root = source.get("root") or "?"
     by = summary.set_index(["dataset", "column"])
 
@@ -480,6 +505,117 @@ def render_markdown(summary: pd.DataFrame, table_spec: dict, data_status: dict[s
     return "\n".join(lines) + "\n"
 
 
+def _source_lines(spec: dict, source: dict) -> list[str]:
+    root = source.get("root") or "?"
+    if source.get("n_records", 0) == 0:
+        return [f"Source: no records for student {spec['student']} under `{root}`; every cell is not run. "
+                f"Produce records with `make {spec['name']}` (full protocol) or `make quick` (reduced budget), "
+                "then `python -m dfkd.report`."]
+    extras = []
+    if source.get("epochs"):
+        extras.append(f"configured epochs {', '.join(source['epochs'])}")
+    if source.get("n_superseded"):
+        extras.append(f"{source['n_superseded']} older records superseded by reruns")
+    if source.get("n_skipped"):
+        extras.append(f"{source['n_skipped']} unreadable files skipped")
+    lines = [f"Source: {source['n_records']} records for student {spec['student']} "
+             f"(of {source.get('n_total', '?')}) under `{root}`; experiment: "
+             f"{_describe_experiments(source.get('experiments', []))}"
+             + (f" ({'; '.join(extras)})" if extras else "") + "."]
+    if "quick" in source.get("experiments", []):
+        lines += ["", "> **quick: reduced budget, not comparable to the paper.**"]
+    return lines
+
+
+def _metric_cell(row, not_run_text: str) -> str:
+    if math.isfinite(row.paper_mean) and not math.isfinite(row.paper_std):
+        # The paper printed a single value (its teacher): no std, so no difference in stds.
+        bare = row.copy()
+        bare["paper_mean"] = math.nan
+        return _cell(bare, not_run_text) + f"<br>paper {_paper_num(row.paper_mean)}"
+    return _cell(row, not_run_text)
+
+
+def _render_metrics(summary: pd.DataFrame, spec: dict, data_status: dict[str, bool], source: dict) -> str:
+    """Markdown of a multi-metric table (one row per metric, as paper Table 5)."""
+    lines = [f"# {spec['title']}", ""] + _source_lines(spec, source)
+    lines += ["", "Each cell: our mean ± population std (runs) over the paper's mean ± std, and our difference in "
+              f"paper stds; **bold** ⚠ where it exceeds {Z_FLAG:g}σ."]
+    if spec.get("note"):
+        lines += ["", spec["note"]]
+    lines.append("")
+    multi = len(spec["datasets"]) > 1
+    header = (["Dataset"] if multi else []) + ["Metric"] + [label for label, _ in spec["columns"]]
+    body = []
+    for dataset in spec["datasets"]:
+        for metric, _ in spec["metrics"]:
+            d = summary[(summary["dataset"] == dataset) & (summary["metric"] == metric)]
+            no_records = int((d["n_ok"] + d["n_failed"]).sum()) == 0
+            not_run = "not run (data missing)" if no_records and data_status.get(dataset, True) is False \
+                else "not run"
+            by = d.set_index("column")
+            cells = [_metric_cell(by.loc[label], not_run) for label, _ in spec["columns"]]
+            body.append(([dataset] if multi else []) + [metric] + cells)
+    lines += _md_table(header, body)
+
+    fid = fidelity(summary)
+    lines.append("")
+    if fid["n_run"] == 0:
+        lines.append(f"**Fidelity:** no cells with a paper std run (0 of {fid['n_cells']}).")
+    else:
+        text = (f"**Fidelity:** {fid['within']} of {fid['n_run']} run cells within {Z_FLAG:g} paper stds "
+                f"of the paper's mean ({fid['n_cells'] - fid['n_run']} of {fid['n_cells']} not run or without "
+                f"a paper std).")
+        if fid["outside"]:
+            rows = summary.set_index(["dataset", "column", "metric"])
+            outside = [(ds, col, m, float(rows.loc[(ds, col, m)].z)) for ds, col, m in rows.index
+                       if math.isfinite(rows.loc[(ds, col, m)].z) and abs(rows.loc[(ds, col, m)].z) > Z_FLAG]
+            text += " Outside: " + ", ".join(f"{m} / {col} ({z:+.1f}σ)" for ds, col, m, z in outside) + "."
+        lines.append(text)
+
+    if spec.get("claims"):
+        lines += ["", "## Claims (SPEC section 5)", ""]
+        for claim in spec["claims"]:
+            for metric, _ in spec["metrics"]:
+                for dataset in spec["datasets"]:
+                    d = summary[(summary["dataset"] == dataset) & (summary["metric"] == metric)].set_index("variant")
+                    ra, rb = d.loc[claim["a"]], d.loc[claim["b"]]
+                    paper = "beats" if ra.paper_mean < rb.paper_mean else "does not beat"
+                    paper_txt = (f"paper {_paper_num(ra.paper_mean)} against {_paper_num(rb.paper_mean)} "
+                                 f"({_pct((ra.paper_mean - rb.paper_mean) / rb.paper_mean * 100)}: {paper})")
+                    if ra.n_ok == 0 or rb.n_ok == 0:
+                        ours = "not evaluated, a column is not run"
+                    else:
+                        verdict = "holds" if ra["mean"] < rb["mean"] else "does not hold"
+                        ours = (f"ours {_num(ra['mean'])} against {_num(rb['mean'])} "
+                                f"({_pct((ra['mean'] - rb['mean']) / rb['mean'] * 100)}): {verdict}")
+                    where = f"{dataset}, " if multi else ""
+                    lines.append(f"- {claim['text']} (SPEC §5: {claim['spec']}), {where}{metric}: {ours}; {paper_txt}.")
+
+    lines += ["", "## Data-free checkpoint selection (SPEC §6)", "",
+              "The published protocol picks the student checkpoint on real validation labels "
+              "(best-validation); the last-epoch student uses no real data. Mean over the runs: "
+              "best-validation / last epoch (relative change of last vs best).", ""]
+    variant_cols = [(label, v) for label, v in spec["columns"] if v is not None]
+    rows = []
+    for dataset in spec["datasets"]:
+        for metric, _ in spec["metrics"]:
+            d = summary[(summary["dataset"] == dataset) & (summary["metric"] == metric)].set_index("column")
+            row = ([dataset] if multi else []) + [metric]
+            for label, _ in variant_cols:
+                r = d.loc[label]
+                if r.n_ok == 0:
+                    row.append("–")
+                elif not math.isfinite(r.last_mean):
+                    row.append(f"{_num(r['mean'])} / –")
+                else:
+                    rel = (r.last_mean - r["mean"]) / r["mean"] * 100.0
+                    row.append(f"{_num(r['mean'])} / {_num(r.last_mean)} ({_pct(rel)})")
+            rows.append(row)
+    lines += _md_table((["Dataset"] if multi else []) + ["Metric"] + [label for label, _ in variant_cols], rows)
+    return "\n".join(lines) + "\n"
+
+
 def _claim_line(c: dict) -> str:
     paper_all = f"paper, all {c['paper_n_all']} datasets: {c['paper_k_all']} of {c['paper_n_all']}"
     if c["kind"] == "degrades":
@@ -525,6 +661,8 @@ def write_table(summary_md: str, summary_df: pd.DataFrame, out_dir, name: str) -
     out_dir.mkdir(parents=True, exist_ok=True)
     md_path, csv_path = out_dir / f"{name}.md", out_dir / f"{name}.csv"
     columns = [c for c in SUMMARY_COLUMNS if c in summary_df.columns]
+    if "metric" in summary_df.columns:  # multi-metric tables (Table 5)
+        columns.insert(1, "metric")
     columns += [c for c in summary_df.columns if c not in columns]
     _atomic_write(md_path, summary_md)
     _atomic_write(csv_path, summary_df[columns].to_csv(index=False, lineterminator="\n"))
