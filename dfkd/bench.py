@@ -8,15 +8,23 @@ the teacher's weights are random, which changes no cost. All timings are taken
 in one process, one thread, one after the other, so they compare as ratios even
 on a shared, noisy machine.
 
-    python -m dfkd.bench                       # cpusmall and indoorloc, all five variants; MNIST lines
+    python -m dfkd.bench                       # cpusmall and indoorloc, all five variants; MNIST lines; eSol lines
     python -m dfkd.bench --datasets pole --variants direct/decreasing --replicas 10
-    python -m dfkd.bench --datasets none --mnist-variants direct_mnist/decreasing
+    python -m dfkd.bench --datasets none --mnist-variants direct_mnist/decreasing --no-protein
+    python -m dfkd.bench --datasets none --mnist-variants none     # only the eSol lines
 
 MNIST lines: the CNN engine with R = 5 replicas in one stack (grouped convolutions)
 against the same engine run for one model at a time (R = 1), with the paper's
 shapes (m = 50, 10 steps per epoch, 5000 validation images) and random weights.
 Times are CPU seconds of this process (``time.process_time``), single-threaded,
 so they hold on a busy machine.
+
+eSol lines: differential evolution (one student step's synthetic rows for one
+replica) with each generation's population evaluated in one teacher call and
+one student call (scipy's vectorized mode) against one candidate per call, and
+the Table 6 protocol's CPU time estimated from one measured epoch of each of
+its two cells (real eSol data when installed or mirrored, else random rows of
+its shapes).
 """
 
 from __future__ import annotations
@@ -272,6 +280,79 @@ def bench_mnist(variants, replicas: int = 5, epochs: int = 1, n_val: int = 5000)
         print(f"{variant:28s} {batched:13.3f} {loop:10.3f} {batched / loop:6.2f}x {1 / batched:18.1f}", flush=True)
 
 
+def protein_setup(replicas: int = 5, data_dir: str = "data"):
+    """The eSol Table 6 setting: real data when installed (data dir or mirror), else random rows of its shapes.
+
+    Returns ``(splits, seeds, teacher, context, source)``: a fitted SVR black box shared by all replicas.
+    """
+    from dfkd.data import load_dataset, make_split
+    from dfkd.data.fetch import resolve_mirror
+    from dfkd.errors import DfkdError
+    from dfkd.methods.base import Context
+    from dfkd.methods.sampler import make_sampler
+    from dfkd.models.blackbox import fit_blackbox_teachers
+
+    spec = load_spec("protein")
+    opts = dict(spec.extra["split"])
+    try:
+        X, y = load_dataset(spec, data_dir=data_dir, mirror=resolve_mirror(None))
+        source = "eSol data"
+    except DfkdError:
+        gen = np.random.default_rng(0)
+        X, y = gen.dirichlet(np.ones(spec.n_features), spec.n_rows), gen.uniform(size=spec.n_rows)
+        source = "random rows of eSol's shape (data not installed)"
+    split = make_split(X, y, 1, **opts)
+    seeds = list(range(1, replicas + 1))
+    teacher, _ = fit_blackbox_teachers([split] * replicas, "sklearn.svm.SVR")
+    Xtr = np.asarray(split.X_train, dtype=np.float64)
+    context = Context(input_shape=(Xtr.shape[1],), sampler=make_sampler("simplex", (Xtr.shape[1],),
+                      mean=Xtr.mean(0), std=Xtr.std(0)),
+                      bounds=(torch.as_tensor(Xtr.min(0)).float(), torch.as_tensor(Xtr.max(0) + 0.01).float()))
+    return [split] * replicas, seeds, teacher, context, source
+
+
+def bench_protein(replicas: int = 5, seconds: float = 3.0, epochs: int = 1000, steps: int = 100) -> None:
+    """Print DE solves per CPU second, batched vs one candidate per call, and a Table 6 CPU-time estimate.
+
+    Times are CPU seconds of this single-threaded process (``time.process_time``), so they hold on a
+    busy machine.
+    """
+    from dfkd.methods.de import DifferentialEvolution
+    from dfkd.methods.random import Random
+    from dfkd.models.rbf import RBFStack
+
+    splits, seeds, teacher, context, source = protein_setup(replicas)
+    print(f"\n# eSol (Table 6 setting, {source}): SVR black-box teacher, RBF-100 student, {replicas} replicas")
+    student = RBFStack.init(context.input_shape[0], 100, rng.generators(seeds, "student_init"))
+    rates = {}
+    for batched in (True, False):
+        method = DifferentialEvolution(batched=batched)
+        method.bind(teacher, student, seeds, context=context)
+        method.set_noise(rng.generators(seeds, "noise"))
+        method.sample(5)  # warm-up
+        count, t0 = 0, time.process_time()
+        while time.process_time() - t0 < seconds:
+            method.sample(5)
+            count += replicas
+        rates[batched] = count / (time.process_time() - t0)
+    print(f"differential evolution, 5 rows x 25 generations, solves per CPU s: {rates[True]:6.1f} batched (one "
+          f"teacher and one student call per generation), {rates[False]:6.1f} one candidate per call "
+          f"({rates[True] / rates[False]:.1f}x)")
+    per_epoch = {}
+    cfg = dict(hidden=0, lr=1e-3, weight_decay=1e-6, epochs=1, steps_per_epoch=steps, arch="rbf",
+               arch_params={"centres": 100})
+    for name, method, alpha, m in (("de/0.5", DifferentialEvolution(), AlphaSchedule("constant", 0.5), 5),
+                                   ("random/0", Random(), AlphaSchedule("constant", 0.0), 10)):
+        t0 = time.process_time()
+        distill(teacher, splits, seeds, method, alpha, StudentConfig(batch_size=m, **cfg), context=context)
+        per_epoch[name] = time.process_time() - t0
+    cpu = epochs * sum(per_epoch.values())
+    print(f"Table 6 protocol ({epochs} epochs x {steps} steps, {replicas} runs per method, one stack per method): "
+          f"one epoch costs de/0.5 {per_epoch['de/0.5']:.2f} CPU s, random/0 {per_epoch['random/0']:.3f} CPU s -> "
+          f"estimated {cpu / 3600:.1f} CPU hours; wall with the 2 cells as parallel jobs on idle cores ~"
+          f"{epochs * max(per_epoch.values()) / 3600:.1f} h", flush=True)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dfkd.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="cpusmall,indoorloc")
@@ -286,6 +367,8 @@ def main(argv=None) -> int:
                         help="MNIST variants to time ('none' to skip)")
     parser.add_argument("--mnist-replicas", type=int, default=5)
     parser.add_argument("--mnist-epochs", type=int, default=1)
+    parser.add_argument("--protein", action=argparse.BooleanOptionalAction, default=True,
+                        help="time eSol's differential evolution and estimate Table 6 (default: on)")
     args = parser.parse_args(argv)
     variants = args.variants.split(",")
     mnist = [] if args.mnist_variants == "none" else args.mnist_variants.split(",")
@@ -324,6 +407,8 @@ def main(argv=None) -> int:
                   f"{gflops:8.1f} {100 * gflops / base:8.0f}%", flush=True)
     if mnist:
         bench_mnist(mnist, args.mnist_replicas, args.mnist_epochs)
+    if args.protein:
+        bench_protein(seconds=args.seconds)
     if args.estimate:
         offline = ["indoorloc", "pole", "mv", "puma32h", "compactiv", "cpusmall"]
         cells, wall = estimate_protocol(offline, args.replicas)

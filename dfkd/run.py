@@ -31,6 +31,8 @@ from dfkd.engine.supervised import CNNTeacherConfig, train_supervised
 from dfkd.engine.teacher import TeacherConfig, train_teachers
 from dfkd.errors import ConfigError, DataMissingError, DfkdError
 from dfkd.methods.base import Context
+from dfkd.methods.sampler import make_sampler
+from dfkd.models.blackbox import BlackBoxConfig, fit_blackbox_teachers
 from dfkd.models.mlp import MLPStack
 
 # Bump when a change to the protocol's code changes numbers, so stale records and teachers are redone.
@@ -44,7 +46,7 @@ class Settings:
     dataset: dict
     seeds: list[int]
     teacher_name: str
-    teacher: TeacherConfig | CNNTeacherConfig
+    teacher: TeacherConfig | CNNTeacherConfig | BlackBoxConfig
     student_name: str
     student: StudentConfig
     method_name: str
@@ -126,32 +128,26 @@ def settings_from_dict(cfg: dict) -> Settings:
         if not isinstance(cfg.get(group), dict):
             raise ConfigError(f"no {group} selected: add {group}=<name> (see conf/{group}/)")
     t, s, meth, al = cfg["teacher"], cfg["student"], dict(cfg["method"]), cfg["alpha"]
-    t_arch = str(t.get("arch", "mlp"))
-    if t_arch == "mlp":
-        teacher = TeacherConfig(
-            hidden=_pos_int(t, "hidden", "teacher."), lr=_number(t, "lr", "teacher.", 0),
-            weight_decay=_number(t, "weight_decay", "teacher.", 0), batch_size=_pos_int(t, "batch_size", "teacher."),
-            max_epochs=_pos_int(t, "max_epochs", "teacher."), stop_after=_pos_int(t, "stop_after", "teacher."),
-            plateau_factor=_number(t, "plateau_factor", "teacher.", 0),
-            plateau_patience=_pos_int(t, "plateau_patience", "teacher."))
+    teacher = _teacher_config(t)
+    alpha = AlphaSchedule(schedule=str(al.get("schedule")), value=al.get("value", 0.0))
+    batch, rows = cfg.get("batch_size"), cfg.get("rows_per_step")
+    if batch not in (None, "auto"):
+        batch = _pos_int(cfg, "batch_size")
+    elif rows is not None:  # the paper's rule over another total than 100 (eSol: 10 rows per step)
+        batch = alpha.default_batch_size(_pos_int(cfg, "rows_per_step"))
+        if batch < 1:
+            raise ConfigError(f"rows_per_step={rows} leaves no row per sample set: set rows_per_step=2 or more")
     else:
-        teacher = CNNTeacherConfig(
-            arch=t_arch, arch_params=_mapping(t, "params", "teacher."), lr=_number(t, "lr", "teacher.", 0),
-            weight_decay=_number(t, "weight_decay", "teacher.", 0), batch_size=_pos_int(t, "batch_size", "teacher."),
-            epochs=_pos_int(t, "epochs", "teacher."), loss=str(t.get("loss", "logcosh")),
-            seed=int(t.get("seed", 0)), eval_chunk=int(t.get("eval_chunk", 200)))
-    batch = cfg.get("batch_size")
+        batch = 0
     s_arch = str(s.get("arch", "mlp"))
     student = StudentConfig(
         hidden=_pos_int(s, "hidden", "student.") if s_arch == "mlp" else StudentConfig.hidden,
         lr=_number(s, "lr", "student.", 0),
         weight_decay=_number(s, "weight_decay", "student.", 0), epochs=_pos_int(cfg, "epochs"),
-        steps_per_epoch=_pos_int(cfg, "steps_per_epoch"),
-        batch_size=0 if batch in (None, "auto") else _pos_int(cfg, "batch_size"),
+        steps_per_epoch=_pos_int(cfg, "steps_per_epoch"), batch_size=batch,
         arch=s_arch, loss=str(s.get("loss", "mse")),
         arch_params={} if s_arch == "mlp" else _mapping(s, "params", "student."),
         eval_chunk=int(s.get("eval_chunk", 0) or 0))
-    alpha = AlphaSchedule(schedule=str(al.get("schedule")), value=al.get("value", 0.0))
     target = meth.pop("_target_", None)
     method_name = str(meth.pop("name", "") or (target or "").rsplit(".", 1)[-1].lower())
     if not target:
@@ -199,6 +195,37 @@ def is_image_dataset(dataset: dict) -> bool:
     return dataset.get("format") == "mnist_idx"
 
 
+def _teacher_config(t: dict):
+    """The teacher group: a black box (``kind: blackbox``, any regressor with predict), else a network
+    trained here: the tabular MLP (``arch: mlp``, the default) or an image network (``arch: cnn``)."""
+    kind = str(t.get("kind", "network"))
+    if kind == "blackbox":
+        target = t.get("_target_")
+        if not target:
+            raise ConfigError("a black-box teacher needs _target_, the regressor class to fit "
+                              "(e.g. _target_: sklearn.svm.SVR)")
+        params = t.get("params") or {}
+        if not isinstance(params, dict):
+            raise ConfigError(f"teacher.params must be a mapping of keyword arguments, got {params!r}")
+        return BlackBoxConfig(target=str(target), params=dict(params))
+    if kind != "network":
+        raise ConfigError(f"teacher kind '{kind}' unknown: use network (trained here; the default) or blackbox "
+                          f"(any regressor with predict)")
+    t_arch = str(t.get("arch", "mlp"))
+    if t_arch == "mlp":
+        return TeacherConfig(
+            hidden=_pos_int(t, "hidden", "teacher."), lr=_number(t, "lr", "teacher.", 0),
+            weight_decay=_number(t, "weight_decay", "teacher.", 0), batch_size=_pos_int(t, "batch_size", "teacher."),
+            max_epochs=_pos_int(t, "max_epochs", "teacher."), stop_after=_pos_int(t, "stop_after", "teacher."),
+            plateau_factor=_number(t, "plateau_factor", "teacher.", 0),
+            plateau_patience=_pos_int(t, "plateau_patience", "teacher."))
+    return CNNTeacherConfig(
+        arch=t_arch, arch_params=_mapping(t, "params", "teacher."), lr=_number(t, "lr", "teacher.", 0),
+        weight_decay=_number(t, "weight_decay", "teacher.", 0), batch_size=_pos_int(t, "batch_size", "teacher."),
+        epochs=_pos_int(t, "epochs", "teacher."), loss=str(t.get("loss", "logcosh")),
+        seed=int(t.get("seed", 0)), eval_chunk=int(t.get("eval_chunk", 200)))
+
+
 def resolve_device(device: str) -> torch.device:
     """``auto`` is cuda when available, else cpu."""
     if device == "auto":
@@ -226,6 +253,21 @@ def build_method(settings: Settings):
 
 
 # -- data and teachers ------------------------------------------------------------
+_SPLIT_KEYS = ("n_train", "val_fraction", "standardize", "train_seed", "val_seed")
+
+
+def split_options(settings: Settings) -> dict:
+    """How to split the dataset: the global ``n_train``/``val_fraction`` with the run seed (tables), or the
+    dataset yaml's own ``split:`` block (eSol: a fixed, unscaled split; it takes precedence)."""
+    own = settings.dataset.get("split")
+    if own is None:
+        return {"n_train": settings.n_train, "val_fraction": settings.val_fraction}
+    if not isinstance(own, dict) or set(own) - set(_SPLIT_KEYS):
+        raise ConfigError(f"dataset {settings.dataset.get('name')}: split must be a mapping of "
+                          f"{', '.join(_SPLIT_KEYS)}, got {own!r}")
+    return {"n_train": settings.n_train, "val_fraction": settings.val_fraction, **own}
+
+
 def load_splits(settings: Settings, seeds: list[int]):
     """Load the dataset (installing from a mirror if one is set) and make each seed's split."""
     spec, splits, _ = load_data(settings, seeds)
@@ -258,7 +300,8 @@ def check_pairing(settings: Settings) -> None:
 def load_data(settings: Settings, seeds: list[int]):
     """The dataset's spec, each seed's split and the :class:`~dfkd.methods.base.Context` of its inputs.
 
-    Tables: a standardized split per seed and N(0, I) inputs. Images (MNIST): one fixed
+    Tables: a standardized split per seed and N(0, I) inputs; eSol: the dataset's own fixed,
+    unscaled split and simplex rows (:func:`_tabular_context`). Images (MNIST): one fixed
     split shared by every seed (the same object), and per-pixel Gaussian inputs from the
     statistics of all training images, clipped to [0, 1].
     """
@@ -281,12 +324,37 @@ def load_data(settings: Settings, seeds: list[int]):
         sampler = make_sampler(kind, shape, mean=mean, var=var, **synthetic)
         return spec, [split] * len(seeds), Context(shape, sampler)
     X, y = load_dataset(spec, data_dir=settings.data_dir, mirror=settings.data_mirror)
-    splits = [make_split(X, y, seed, n_train=settings.n_train, val_fraction=settings.val_fraction) for seed in seeds]
+    splits = [make_split(X, y, seed, **split_options(settings)) for seed in seeds]
+    return spec, splits, _tabular_context(settings, spec, splits, kind, synthetic)
+
+
+def _tabular_context(settings: Settings, spec, splits, kind: str, synthetic: dict) -> Context:
+    """The base distribution of a table's synthetic rows, from its yaml's ``synthetic:`` block.
+
+    ``kind: normal`` (the default) is N(0, I). ``kind: simplex`` (eSol) uses the training
+    rows' per-feature mean and population std. ``bounds: train_range`` sets the search box
+    (method=de) to the training rows' per-feature min and max, ``margin`` added to the max;
+    without it the box is the sampler's own (simplex: [0, 1]; normal: none). Statistics come
+    from the training rows, so they need one split shared by every seed.
+    """
+    synthetic = dict(synthetic)
+    bounds_rule, margin = synthetic.pop("bounds", None), synthetic.pop("margin", 0.0)
     shape = (int(spec.n_features),)
-    stats = {}
-    if kind == "simplex":  # per-feature statistics of the training rows (each seed's own split)
-        stats = {"mean": splits[0].X_train.mean(0), "std": splits[0].X_train.std(0)}
-    return spec, splits, Context(shape, make_sampler(kind, shape, **stats, **synthetic))
+    X = np.asarray(splits[0].X_train, dtype=np.float64)
+    needs_rows = kind == "simplex" or bounds_rule is not None
+    if needs_rows and any(s.X_train is not splits[0].X_train and not np.array_equal(X, s.X_train) for s in splits[1:]):
+        raise ConfigError(f"dataset {spec.name}: synthetic statistics come from the training rows, which differ "
+                          f"between seeds: give the dataset a fixed split (split: {{train_seed: ...}})")
+    stats = {"mean": X.mean(0), "std": X.std(0)} if kind == "simplex" else {}
+    sampler = make_sampler(kind, shape, **stats, **synthetic)
+    bounds = None
+    if bounds_rule is not None:
+        if bounds_rule != "train_range":
+            raise ConfigError(f"synthetic.bounds must be train_range (or absent), got {bounds_rule!r}")
+        margin = _number({"margin": margin}, "margin", "synthetic.", 0)
+        bounds = (torch.as_tensor(X.min(0), dtype=torch.float32),
+                  torch.as_tensor(X.max(0) + margin, dtype=torch.float32))
+    return Context(shape, sampler, bounds)
 
 
 def data_fingerprint(settings: Settings) -> list:
@@ -301,9 +369,14 @@ def teacher_key(settings: Settings) -> str:
             "protocol": PROTOCOL_VERSION, "dataset": settings.dataset.get("name"), "data": data_fingerprint(settings),
             "split": [settings.dataset.get("split"), settings.subset.get("train")],
             "teacher": asdict(settings.teacher)})
+    # a dataset's own split block (eSol) enters the key only when present, so tabular keys stay as they were
+    split = [settings.n_train, settings.val_fraction] if "split" not in settings.dataset else split_options(settings)
+    teacher = asdict(settings.teacher)
+    if isinstance(settings.teacher, BlackBoxConfig):
+        teacher["kind"] = "blackbox"
     return records.config_hash({
         "protocol": PROTOCOL_VERSION, "dataset": settings.dataset.get("name"), "data": data_fingerprint(settings),
-        "split": [settings.n_train, settings.val_fraction], "teacher": asdict(settings.teacher)})
+        "split": split, "teacher": teacher})
 
 
 def get_teachers(settings: Settings, seeds: list[int], splits, device, log=print):
@@ -315,6 +388,12 @@ def get_teachers(settings: Settings, seeds: list[int], splits, device, log=print
     if isinstance(settings.teacher, CNNTeacherConfig):
         return get_image_teacher(settings, seeds, splits, device, log)
     name = settings.dataset["name"]
+    if isinstance(settings.teacher, BlackBoxConfig):
+        # Fitting is fast (SVR on 2500 rows: a fraction of a second) and deterministic: no cache.
+        teacher, infos = fit_blackbox_teachers(splits, settings.teacher.target, settings.teacher.params, device)
+        rmse = sorted({round(i["test_rmse"], 6) for i in infos})
+        log(f"[{name}] black-box teacher {settings.teacher.target} fitted: test RMSE {', '.join(map(str, rmse))}")
+        return teacher, infos
     key = teacher_key(settings)
     d_in = int(settings.dataset["n_features"])
     expect = lambda seed: {"dataset": name, "seed": seed, "d_in": d_in, "hidden": settings.teacher.hidden,  # noqa: E731
@@ -552,6 +631,7 @@ def run_cell(settings: Settings, log=print) -> dict:
     results, traces, _, _ = distill(teacher, splits, pending, method, settings.alpha, settings.student, device,
                                     progress=_student_progress(bar), context=context,
                                     keep_samples=settings.synthetic_samples if image else 0)
+    queries = getattr(teacher, "queries", None)  # rows asked of a black-box teacher, per replica
     if bar is not None:
         bar.close()
     wall = time.perf_counter() - t0
@@ -563,6 +643,8 @@ def run_cell(settings: Settings, log=print) -> dict:
         _write_trace(trace_path, {k: (v[r] if k.startswith("synthetic_") else v[:, r]).numpy()
                                   for k, v in traces.items()})
         rec = _record(settings, seed, res, tinfo[r], hashes[seed], device, wall, len(pending), trace_path)
+        if queries is not None:
+            rec["teacher_queries"] = int(queries[r])
         if image:
             rec.update(student_loss=settings.student.loss, subset=settings.subset,
                        n_train_images=int(splits[0].X_train.shape[0]), n_val_images=int(splits[0].X_val.shape[0]),

@@ -39,6 +39,7 @@ def test_every_group_option_composes_and_validates(group, option):
 VARIANT_CHOICES = {"mnist_random": ("random", "zero"), "mnist_generator": ("generator_mnist", "decreasing"),
                    "mnist_direct": ("direct_mnist", "decreasing")}
 TABULAR = {"compactiv", "cpusmall", "ctscan", "indoorloc", "mv", "pole", "puma32h"}
+TABLE34_VARIANTS = {"direct_one", "direct_decreasing", "generator_one", "generator_decreasing", "random"}
 
 
 @pytest.mark.parametrize("variant", options("variant"))
@@ -62,7 +63,7 @@ def test_table_presets(preset, student):
     assert cfg.epochs == 2000 and cfg.missing_data == "skip"
     params = cfg.hydra.sweeper.params
     assert set(params.dataset.split(",")) == TABULAR
-    assert set(params.variant.split(",")) == set(options("variant")) - set(VARIANT_CHOICES)
+    assert set(params.variant.split(",")) == TABLE34_VARIANTS
     assert cfg.hydra.launcher._target_.endswith("JoblibLauncher")
 
 
@@ -122,3 +123,13 @@ def test_mnist_presets(preset, epochs, results):
 def test_subset_is_for_image_datasets_only():
     with pytest.raises(ConfigError, match="image datasets only"):
         settings_from_dict(OmegaConf.to_container(compose_dict(["dataset=pole", "subset.train=100"]), resolve=True))
+
+
+def test_table6_presets():
+    cfg = compose_dict(["experiment=table6"], hydra_cfg=True)
+    assert (cfg.dataset.name, cfg.teacher.name, cfg.student.name) == ("protein", "svr", "rbf100")
+    assert (cfg.seeds, cfg.epochs, cfg.steps_per_epoch, cfg.rows_per_step) == (5, 1000, 100, 10)
+    assert set(cfg.hydra.sweeper.params.variant.split(",")) == {"de_half", "random"}
+    quick = compose_dict(["experiment=quick_table6"], hydra_cfg=True)
+    assert quick.experiment_name == "quick" and Path(quick.results_dir) == Path("results/quick")
+    assert quick.epochs < cfg.epochs and quick.dataset.name == "protein"

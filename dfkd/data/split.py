@@ -34,7 +34,8 @@ class Split:
 
 
 def make_split(X: np.ndarray, y: np.ndarray, seed: int, n_train: int = 5000,
-               val_fraction: float = 0.1) -> Split:
+               val_fraction: float = 0.1, *, standardize: bool = True, train_seed: int | None = None,
+               val_seed: int | None = None) -> Split:
     """Standardizes X and y over all rows, then splits train / validation / test.
 
     Scaling uses scikit-learn's ``StandardScaler`` (population std; constant
@@ -44,12 +45,20 @@ def make_split(X: np.ndarray, y: np.ndarray, seed: int, n_train: int = 5000,
     random_state=seed)`` into validation (first part) and test (second part),
     exactly as the authors' ``process_data`` and ``convert_to_pytorch`` do.
 
+    A dataset may fix its split instead (the protein case study, SPEC section
+    3: no scaling, ``random_state`` 0 for the training rows and 42 for the
+    validation rows, whatever the run): ``standardize=False`` keeps the raw
+    values and ``train_seed``/``val_seed`` replace the run seed.
+
     Args:
         X: Raw features, shape (n_rows, n_features).
         y: Raw target, shape (n_rows,).
         seed: The split's random state (the paper's runs use 1..10).
         n_train: Number of training rows.
         val_fraction: Fraction of the non-training rows used for validation.
+        standardize: Whether to standardize X and y over all rows first.
+        train_seed: Fixed random state of the train/rest split (None: ``seed``).
+        val_seed: Fixed random state of the validation/test split (None: ``seed``).
 
     Returns:
         The split, as float32 arrays.
@@ -66,8 +75,11 @@ def make_split(X: np.ndarray, y: np.ndarray, seed: int, n_train: int = 5000,
     if y.shape != (X.shape[0],):
         raise ConfigError(f"y must have shape ({X.shape[0]},) to match X {X.shape}, got {y.shape}")
     n_rows = X.shape[0]
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
-        raise ConfigError(f"split seed must be an integer in [0, 2**32), got {seed!r}")
+    for label, value in (("split seed", seed), ("train_seed", train_seed), ("val_seed", val_seed)):
+        if value is None and label != "split seed":
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= value < 2**32:
+            raise ConfigError(f"{label} must be an integer in [0, 2**32), got {value!r}")
     if isinstance(n_train, bool) or not isinstance(n_train, numbers.Integral) or not 0 < n_train < n_rows:
         raise ConfigError(f"n_train must be an integer with 0 < n_train < {n_rows} (the dataset's rows), "
                           f"got {n_train!r}")
@@ -80,13 +92,17 @@ def make_split(X: np.ndarray, y: np.ndarray, seed: int, n_train: int = 5000,
         raise ConfigError(f"{rest} rows remain after {n_train} training rows: too few for val_fraction "
                           f"{val_fraction} to leave both a validation and a test row; lower n_train")
 
-    # Whole-data scaling, as the published tables used (SPEC section 1).
-    y_s = StandardScaler().fit_transform(y.reshape(-1, 1)).ravel()
-    X_s = StandardScaler().fit_transform(X)
+    if standardize:
+        # Whole-data scaling, as the published tables used (SPEC section 1).
+        y_s = StandardScaler().fit_transform(y.reshape(-1, 1)).ravel()
+        X_s = StandardScaler().fit_transform(X)
+    else:
+        X_s, y_s = X, y
     seed = int(seed)
-    X_train, X_rest, y_train, y_rest = train_test_split(X_s, y_s, train_size=int(n_train), random_state=seed)
-    X_val, X_test, y_val, y_test = train_test_split(X_rest, y_rest, train_size=float(val_fraction),
-                                                    random_state=seed)
+    X_train, X_rest, y_train, y_rest = train_test_split(
+        X_s, y_s, train_size=int(n_train), random_state=seed if train_seed is None else int(train_seed))
+    X_val, X_test, y_val, y_test = train_test_split(
+        X_rest, y_rest, train_size=float(val_fraction), random_state=seed if val_seed is None else int(val_seed))
     return Split(_f32(X_train), _f32(y_train), _f32(X_val), _f32(y_val), _f32(X_test), _f32(y_test))
 
 

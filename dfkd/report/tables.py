@@ -9,6 +9,8 @@ variant ``None`` for the teacher), ``datasets`` and ``paper``
 ``(label, record field)``, e.g. Table 5's MAE and RMSE) has one row per metric
 instead of per dataset; its ``paper`` is then ``{dataset: {metric label: {column
 label: (mean, std or None)}}}``, and it may carry its own ``claims`` and a ``note``.
+``extra_fields``, a list of ``(label, record field)``, are shown as the mean per
+cell in a section of their own (Table 6: the teacher queries per run).
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ CLAIMS = [
     dict(kind="degrades", a="direct/1", b="direct/decreasing",
          text="With α = 1 direct optimization holds up: direct/1 against direct/decreasing",
          spec="does not degrade"),
+    dict(kind="beats", a="de/0.5", b="random/0",
+         text="Differential evolution beats random sampling (black-box teacher)", spec="on eSol"),
 ]
 
 
@@ -178,13 +182,14 @@ def summarize(df: pd.DataFrame, table_spec: dict) -> pd.DataFrame:
     rows = _table_rows(df, spec)
     n_found = len(rows)
     rows = _latest_per_run(rows)
+    extra_fields = [field for _, field in spec.get("extra_fields", [])]
 
     out = []
     for dataset in spec["datasets"]:
         d = rows[rows["dataset"] == dataset] if not rows.empty else rows
         paper_row = spec["paper"].get(dataset, {})
         for label, variant in spec["columns"]:
-            last_values = []
+            last_values, extras = [], {f: math.nan for f in extra_fields}
             if variant is None:
                 if d.empty:
                     values, n_failed = [], 0
@@ -203,6 +208,9 @@ def summarize(df: pd.DataFrame, table_spec: dict) -> pd.DataFrame:
                     n_failed = int((~good).sum())
                     last_values = _finite(v.loc[good, last_metric]).dropna().to_numpy() \
                         if last_metric in v.columns else []
+                    for f in extra_fields:
+                        if f in v.columns and good.any():
+                            extras[f] = float(_finite(v.loc[good, f]).mean())
             mean, std = _mean_std(values)
             last_mean, last_std = _mean_std(last_values)
             paper_mean, paper_std = paper_row.get(label, (math.nan, math.nan))
@@ -213,9 +221,9 @@ def summarize(df: pd.DataFrame, table_spec: dict) -> pd.DataFrame:
                 n_ok=len(values), n_failed=n_failed, mean=mean, std=std,
                 paper_mean=float(paper_mean), paper_std=float(paper_std),
                 z=float(z) if math.isfinite(z) else math.nan,
-                last_mean=last_mean, last_std=last_std,
+                last_mean=last_mean, last_std=last_std, **extras,
             ))
-    summary = pd.DataFrame(out, columns=SUMMARY_COLUMNS)
+    summary = pd.DataFrame(out, columns=SUMMARY_COLUMNS + [f for f in extra_fields if f not in SUMMARY_COLUMNS])
 
     def _distinct(col):
         if rows.empty or col not in rows.columns:
@@ -261,14 +269,16 @@ def fidelity(summary: pd.DataFrame, threshold: float = Z_FLAG) -> dict:
 
     Returns:
         ``dict(within, n_run, n_cells, outside)``; ``outside`` lists
-        ``(dataset, column, z)``. Cells count as run when they have a z.
+        ``(dataset, column, z)``. Cells count as run when they have a z; a
+        cell without a positive paper std (a teacher the paper printed as a
+        single value, Tables 5 and 6) can have no z and is not counted at all.
     """
     run = summary[summary["z"].notna()]
     outside_rows = run[run["z"].abs() > threshold]
     return dict(
         within=int(len(run) - len(outside_rows)),
         n_run=int(len(run)),
-        n_cells=int(len(summary)),
+        n_cells=int((summary["paper_std"] > 0).sum()),
         outside=[(r.dataset, r.column, float(r.z)) for r in outside_rows.itertuples()],
     )
 
@@ -368,6 +378,8 @@ def _cell(row, not_run_text: str) -> str:
         ours = not_run_text
     if not math.isfinite(row.paper_mean):
         return ours
+    if not math.isfinite(row.paper_std):  # the paper printed a single value (a teacher): no std, no z
+        return f"{ours}<br>paper {_paper_num(row.paper_mean)}"
     paper = f"paper {_paper_num(row.paper_mean)} ± {_paper_num(row.paper_std)}"
     if math.isfinite(row.z):
         # "or 0.0" turns a rounded -0.0 into +0.0, which reads as agreement.
@@ -457,6 +469,18 @@ def render_markdown(summary: pd.DataFrame, table_spec: dict, data_status: dict[s
         if fid["outside"]:
             text += " Outside: " + ", ".join(f"{ds} / {col} ({z:+.1f}σ)" for ds, col, z in fid["outside"]) + "."
         lines.append(text)
+
+    for label, field in spec.get("extra_fields", []):
+        lines += ["", f"## {label}", "", f"Mean of `{field}` over the runs of each cell.", ""]
+        variant_cols = [(lab, v) for lab, v in spec["columns"] if v is not None]
+        rows = []
+        for dataset in spec["datasets"]:
+            cells = []
+            for lab, _ in variant_cols:
+                value = by.loc[(dataset, lab)][field] if field in summary.columns else math.nan
+                cells.append(f"{value:,.0f}" if math.isfinite(value) else "–")
+            rows.append([dataset] + cells)
+        lines += _md_table(["Dataset"] + [lab for lab, _ in variant_cols], rows)
 
     claims = evaluate_claims(summary, spec)
     if claims:
@@ -644,6 +668,7 @@ def write_table(summary_md: str, summary_df: pd.DataFrame, out_dir, name: str) -
     columns = [c for c in SUMMARY_COLUMNS if c in summary_df.columns]
     if "metric" in summary_df.columns:  # multi-metric tables (Table 5)
         columns.insert(1, "metric")
+    columns += [c for c in summary_df.columns if c not in columns]
     _atomic_write(md_path, summary_md)
     _atomic_write(csv_path, summary_df[columns].to_csv(index=False, lineterminator="\n"))
     return md_path, csv_path
