@@ -80,14 +80,14 @@ reproduce: data ## The full protocol: teachers, Tables 3, 4, 6 and 5, Figures 9 
 	@echo "reproduce: Tables 3 and 4 take about 85 min on 2 CPU cores; Table 6 (eSol) adds about $(ESOL_CPU_HOURS) CPU hours and"
 	@echo "           Table 5 (MNIST) about $(MNIST_CPU_HOURS) CPU hours without a GPU$(if $(filter cpu,$(MNIST)),; MNIST=cpu: using the CPU-sized preset table5_cpu (about 1.8 CPU hours).,: for the CPU-sized preset (about 1.8 CPU hours) run 'make reproduce MNIST=cpu'.)"
 	@echo "           Every step resumes where it stopped."
-	@start=$$(date +%s); \
-	$(MAKE) --no-print-directory teachers && \
-	$(PY) -m dfkd.distill -m experiment=table3 && \
-	$(PY) -m dfkd.distill -m experiment=table4 && \
-	$(PY) -m dfkd.distill -m experiment=table6 && \
-	$(PY) -m dfkd.report && \
-	$(MAKE) --no-print-directory $(if $(filter cpu,$(MNIST)),table5-cpu,table5 fig9 fig10) && \
-	echo "reproduce: finished in $$(( $$(date +%s) - start )) s"
+	@mkdir -p results && date +%s > results/.reproduce-start
+	$(MAKE) --no-print-directory teachers
+	$(PY) -m dfkd.distill -m experiment=table3
+	$(PY) -m dfkd.distill -m experiment=table4
+	$(PY) -m dfkd.distill -m experiment=table6
+	$(PY) -m dfkd.report
+	$(MAKE) --no-print-directory $(if $(filter cpu,$(MNIST)),table5-cpu,table5 fig9 fig10)
+	@echo "reproduce: finished in $$(( $$(date +%s) - $$(cat results/.reproduce-start) )) s"
 
 bench: $(STAMP) ## Print engine speed: batched vs one-model loop, GFLOP/s vs a plain matmul; eSol DE batched vs per candidate
 	DFKD_DATA_MIRROR="$(MIRROR)" $(PY) -m dfkd.bench
