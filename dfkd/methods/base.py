@@ -13,7 +13,7 @@ import torch
 
 from dfkd.engine import rng
 from dfkd.errors import ConfigError
-from dfkd.methods.sampler import NormalSampler, Sampler
+from dfkd.methods.sampler import NormalSampler, Sampler, clip_to
 
 
 @dataclass
@@ -40,11 +40,7 @@ class Context:
 
     def clip(self, x: torch.Tensor) -> torch.Tensor:
         """Keep ``x`` inside the bounds, in place (no-op without bounds)."""
-        if self.bounds is not None:
-            lo, hi = self.bounds
-            torch.maximum(x, lo.to(x.device), out=x)
-            torch.minimum(x, hi.to(x.device), out=x)
-        return x
+        return clip_to(x, self.bounds)
 
 
 def default_context(teacher) -> Context:

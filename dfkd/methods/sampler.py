@@ -26,6 +26,15 @@ from dfkd.errors import ConfigError
 KINDS = ("normal", "pixel", "simplex")
 
 
+
+def clip_to(x: torch.Tensor, bounds) -> torch.Tensor:
+    """Clip ``x`` in place to ``bounds = (lo, hi)`` (tensors broadcastable to one input); None: no-op."""
+    if bounds is not None:
+        lo, hi = bounds
+        torch.maximum(x, lo.to(x.device), out=x)
+        torch.minimum(x, hi.to(x.device), out=x)
+    return x
+
 class Sampler:
     """Draws ``(R, m, *input_shape)`` batches; ``bounds`` is None or ``(lo, hi)`` tensors of one input's shape."""
 
@@ -44,11 +53,7 @@ class Sampler:
 
     def clip(self, x: torch.Tensor) -> torch.Tensor:
         """Project ``x`` onto the bounds in place (no-op without bounds)."""
-        if self.bounds is not None:
-            lo, hi = self.bounds
-            torch.maximum(x, lo.to(x.device), out=x)
-            torch.minimum(x, hi.to(x.device), out=x)
-        return x
+        return clip_to(x, self.bounds)
 
 
 class NormalSampler(Sampler):
