@@ -320,3 +320,49 @@ def test_cli_unknown_dataset_exits_2(tmp_path: Path):
     r = _cli("--data-dir", str(tmp_path), "--datasets", "nope")
     assert r.returncode == 2 and r.stderr.startswith("error: unknown dataset 'nope'")
     assert "Traceback" not in r.stderr
+
+
+class _FlakyHandler(http.server.BaseHTTPRequestHandler):
+    """Announces the whole file, sends half of it and drops the connection, once; then serves it whole."""
+
+    payload = b""
+    failures_left = 1
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        body = type(self).payload
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if type(self).failures_left > 0:
+            type(self).failures_left -= 1
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_interrupted_download_leaves_no_partial_file_and_a_retry_succeeds(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    payload = _npy_bytes(np.arange(50000.0))
+    handler = type("Flaky", (_FlakyHandler,), {"payload": payload, "failures_left": 1})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/big.npy"
+        f = FileSpec("toy/big.npy", url, _sha(payload))
+        data = tmp_path / "data"
+        with pytest.raises(DataMissingError) as e:
+            install_file(f, data, mirror="", progress=False)
+        assert "bytes" in _one_line(e) and url in _one_line(e)
+        assert not (data / "toy").exists() or _leftovers(data / "toy") == []  # nothing half-written
+        status = install_file(f, data, mirror="", progress=False)  # the retry
+        assert status.state == "installed" and (data / "toy" / "big.npy").read_bytes() == payload
+        assert _leftovers(data / "toy") == ["big.npy"]
+    finally:
+        server.shutdown()
+        server.server_close()
