@@ -106,7 +106,7 @@ def test_check_overrides(arg, ok):
             check_overrides([arg])
 
 
-@pytest.mark.parametrize("preset,epochs,results", [("table5", 1000, "results"), ("mnist_quick", 8, "results/quick")])
+@pytest.mark.parametrize("preset,epochs,results", [("table5", 1000, "results"), ("mnist_quick", 3, "results/quick")])
 def test_mnist_presets(preset, epochs, results):
     cfg = compose_dict([f"experiment={preset}", "data_mirror=null"], hydra_cfg=True)
     assert (cfg.dataset.name, cfg.teacher.name, cfg.student.name) == ("mnist", "cnn10", "cnn5")
