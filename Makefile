@@ -68,7 +68,7 @@ fig10: $(STAMP) ## Paper Figure 10 (teacher's predictions on synthetic images) f
 tables: $(STAMP) ## Re-aggregate results/records into results/tables (no training)
 	$(PY) -m dfkd.report
 
-quick: data ## Every artefact on a reduced budget (3 seeds, 200 epochs; MNIST: 3 epochs; Table 6: 6) into results/quick/
+quick: data ## Every artefact on a reduced budget (3 seeds, 200 epochs; MNIST: 3 epochs; Table 6: 4) into results/quick/
 	$(PY) -m dfkd.teachers -m hydra/launcher=local dataset=$(DATASETS) missing_data=skip threads=1 seeds=3
 	$(PY) -m dfkd.distill -m experiment=quick
 	$(PY) -m dfkd.distill -m experiment=mnist_quick
