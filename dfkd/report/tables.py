@@ -488,26 +488,35 @@ def render_markdown(summary: pd.DataFrame, table_spec: dict, data_status: dict[s
         for c in claims:
             lines.append(f"- {_claim_line(c)}")
 
-    lines += ["", "## Data-free checkpoint selection (SPEC §6)", "",
-              "The published protocol picks the student checkpoint on real validation labels "
-              "(best-validation); the last-epoch student uses no real data. Mean test RMSE over "
-              "the seeds run: best-validation / last epoch (relative change of last vs best).", ""]
+    lines += _datafree_header("Mean test RMSE over the seeds run")
     variant_cols = [(label, v) for label, v in spec["columns"] if v is not None]
     rows = []
     for dataset in spec["datasets"]:
         row = [dataset]
         for label, _ in variant_cols:
             r = by.loc[(dataset, label)]
-            if r.n_ok == 0:
-                row.append("–")
-            elif not math.isfinite(r.last_mean):
-                row.append(f"{_num(r['mean'])} / –")
-            else:
-                rel = (r.last_mean - r["mean"]) / r["mean"] * 100.0
-                row.append(f"{_num(r['mean'])} / {_num(r.last_mean)} ({_pct(rel)})")
+            row.append(_datafree_cell(r))
         rows.append(row)
     lines += _md_table(["Dataset"] + [label for label, _ in variant_cols], rows)
     return "\n".join(lines) + "\n"
+
+
+def _datafree_header(what: str) -> list[str]:
+    """The heading and explanation of the SPEC section 6 comparison."""
+    return ["", "## Data-free checkpoint selection (SPEC §6)", "",
+            "The published protocol picks the student checkpoint on real validation labels "
+            f"(best-validation); the last-epoch student uses no real data. {what}: "
+            "best-validation / last epoch (relative change of last vs best).", ""]
+
+
+def _datafree_cell(r) -> str:
+    """``best / last (change)`` for one summary row; dashes where a value is missing."""
+    if r.n_ok == 0:
+        return "–"
+    if not math.isfinite(r.last_mean):
+        return f"{_num(r['mean'])} / –"
+    rel = (r.last_mean - r["mean"]) / r["mean"] * 100.0
+    return f"{_num(r['mean'])} / {_num(r.last_mean)} ({_pct(rel)})"
 
 
 def _source_lines(spec: dict, source: dict) -> list[str]:
@@ -597,10 +606,7 @@ def _render_metrics(summary: pd.DataFrame, spec: dict, data_status: dict[str, bo
                     where = f"{dataset}, " if multi else ""
                     lines.append(f"- {claim['text']} (SPEC §5: {claim['spec']}), {where}{metric}: {ours}; {paper_txt}.")
 
-    lines += ["", "## Data-free checkpoint selection (SPEC §6)", "",
-              "The published protocol picks the student checkpoint on real validation labels "
-              "(best-validation); the last-epoch student uses no real data. Mean over the runs: "
-              "best-validation / last epoch (relative change of last vs best).", ""]
+    lines += _datafree_header("Mean over the runs")
     variant_cols = [(label, v) for label, v in spec["columns"] if v is not None]
     rows = []
     for dataset in spec["datasets"]:
@@ -609,13 +615,7 @@ def _render_metrics(summary: pd.DataFrame, spec: dict, data_status: dict[str, bo
             row = ([dataset] if multi else []) + [metric]
             for label, _ in variant_cols:
                 r = d.loc[label]
-                if r.n_ok == 0:
-                    row.append("–")
-                elif not math.isfinite(r.last_mean):
-                    row.append(f"{_num(r['mean'])} / –")
-                else:
-                    rel = (r.last_mean - r["mean"]) / r["mean"] * 100.0
-                    row.append(f"{_num(r['mean'])} / {_num(r.last_mean)} ({_pct(rel)})")
+                row.append(_datafree_cell(r))
             rows.append(row)
     lines += _md_table((["Dataset"] if multi else []) + ["Metric"] + [label for label, _ in variant_cols], rows)
     return "\n".join(lines) + "\n"
