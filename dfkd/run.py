@@ -16,7 +16,6 @@ import sys
 import time
 from dataclasses import MISSING, asdict, dataclass, field
 from datetime import datetime, timezone
-from importlib import import_module
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from dfkd.engine.distill import StudentConfig, distill
 from dfkd.engine.perf import tune_process
 from dfkd.engine.supervised import CNNTeacherConfig, train_supervised
 from dfkd.engine.teacher import TeacherConfig, train_teachers
+from dfkd.imports import instantiate
 from dfkd.errors import ConfigError, DataMissingError, DfkdError
 from dfkd.methods.base import Context
 from dfkd.methods.sampler import make_sampler
@@ -237,17 +237,8 @@ def resolve_device(device: str) -> torch.device:
 
 def build_method(settings: Settings):
     """Instantiate the method class named by ``_target_`` with the yaml's parameters."""
-    module_name, _, cls_name = settings.method_target.rpartition(".")
-    try:
-        cls = getattr(import_module(module_name), cls_name)
-    except (ImportError, AttributeError, ValueError):
-        raise ConfigError(f"method _target_ '{settings.method_target}' cannot be imported: "
-                          f"check conf/method/{settings.method_name}.yaml") from None
-    try:
-        method = cls(**settings.method_params)
-    except TypeError as exc:
-        raise ConfigError(f"method '{settings.method_name}' does not accept its parameters ({exc}): "
-                          f"check conf/method/{settings.method_name}.yaml") from None
+    method = instantiate(settings.method_target, settings.method_params, "method class",
+                         f"check conf/method/{settings.method_name}.yaml")
     method.name = settings.method_name  # the yaml's name (e.g. direct_mnist: the Direct class with eq. 8's terms)
     return method
 

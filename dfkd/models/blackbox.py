@@ -16,12 +16,12 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
-from importlib import import_module
 
 import numpy as np
 import torch
 
 from dfkd.errors import ConfigError
+from dfkd.imports import instantiate
 
 
 @dataclass(frozen=True)
@@ -119,16 +119,7 @@ def build_regressor(target: str, params: dict | None = None):
     Raises:
         ConfigError: if the class cannot be imported or does not take ``params``.
     """
-    module_name, _, cls_name = str(target).rpartition(".")
-    try:
-        cls = getattr(import_module(module_name), cls_name)
-    except (ImportError, AttributeError, ValueError):
-        raise ConfigError(f"teacher class '{target}' cannot be imported: set teacher._target_ to e.g. "
-                          f"sklearn.svm.SVR") from None
-    try:
-        return cls(**(params or {}))
-    except TypeError as exc:
-        raise ConfigError(f"teacher class '{target}' does not accept its parameters ({exc})") from None
+    return instantiate(target, params, "teacher class", "set teacher._target_ to e.g. sklearn.svm.SVR")
 
 
 def _split_key(split) -> str:
