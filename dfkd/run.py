@@ -658,17 +658,24 @@ def run_cell(settings: Settings, log=print) -> dict:
     return {"status": "done", "records": [str(paths[s]) for s in pending], "ran": pending}
 
 
+def record_status(res: dict, tinfo: dict) -> tuple[str, str | None]:
+    """A run's status and failure reason: failed when its teacher (no finite validation loss) or its
+    student (non-finite loss) diverged."""
+    failure = tinfo.get("failure_reason") or res.get("failure_reason")
+    return ("failed" if failure else "ok"), failure
+
+
 def _record(settings: Settings, seed: int, res: dict, tinfo: dict, config_hash: str, device, wall: float,
             replicas: int, trace_path: Path) -> dict:
-    """One run's flat, self-describing record."""
-    failure = res.get("failure_reason")
+    """One run's flat, self-describing record (failed when its teacher or the student diverged)."""
+    status, failure = record_status(res, tinfo)
     return {
         "schema": records.SCHEMA, "kind": "distill", "experiment": settings.experiment,
         "dataset": settings.dataset["name"], "method": settings.method_name, "alpha": settings.alpha.label,
         "variant": f"{settings.method_name}/{settings.alpha.label}", "student": settings.student_name,
         "student_hidden": settings.student.hidden if settings.student.arch == "mlp" else None,
         "student_arch": settings.student.arch, "teacher": settings.teacher_name, "seed": seed,
-        "status": "failed" if failure else "ok", "failure_reason": failure,
+        "status": status, "failure_reason": failure,
         **{k: res[k] for k in ("test_rmse", "test_mae", "test_rmse_last", "test_mae_last", "best_epoch",
                                "val_rmse_best")},
         "teacher_test_rmse": tinfo["test_rmse"], "teacher_test_mae": tinfo.get("test_mae"),
@@ -707,6 +714,10 @@ def run_teachers(settings: Settings, log=print) -> list[dict]:
             return []
         raise
     _, infos = get_teachers(settings, settings.seeds, splits, device, log)
+    bad = [s for s, i in zip(settings.seeds, infos) if i.get("failure_reason")]
+    if bad:
+        log(f"[{settings.dataset['name']}] FAILED teacher(s), seeds {bad}: {infos[settings.seeds.index(bad[0])]['failure_reason']}"
+            f"; their students will be recorded as failed")
     rmse = [i["test_rmse"] for i in infos]
     log(f"[{settings.dataset['name']}] {len(infos)} teacher(s): test RMSE {np.mean(rmse):.4f} +- {np.std(rmse):.4f}, "
         f"epochs {min(i['epochs'] for i in infos)}..{max(i['epochs'] for i in infos)}")

@@ -7,6 +7,12 @@ validation rows, which SPEC allows in place of the authors' mean of per-batch
 MSEs). A new best is copied; otherwise ``ReduceLROnPlateau(factor 0.5)`` is
 stepped with the loss and a never-reset counter grows; training stops once it
 exceeds ``stop_after`` (50). The best-validation copy is the teacher.
+
+Divergence guard: a replica whose validation loss turns non-finite stops there
+(its best copy from the epochs before is kept, as early stopping would); one
+that never had a finite validation loss is reported failed (``failure_reason``)
+and the students distilled from it are recorded as failed. The replicas beside
+it are independent and go on.
 """
 
 from __future__ import annotations
@@ -75,7 +81,9 @@ def train_teachers(splits: list[Split], seeds: list[int], cfg: TeacherConfig = T
 
     Returns:
         ``(stack, infos)``: an :class:`MLPStack` holding each replica's best-validation
-        weights, and per replica a dict with ``val_rmse``, ``test_rmse``, ``epochs`` and ``wall_time_s``.
+        weights, and per replica a dict with ``val_rmse``, ``test_rmse``, ``epochs``, ``wall_time_s``,
+        ``diverged_epoch`` (None, or the epoch whose validation loss was non-finite) and
+        ``failure_reason`` (None unless no epoch ever had a finite validation loss).
     """
     t0 = time.perf_counter()
     data = stack_splits(splits, device)
@@ -90,6 +98,7 @@ def train_teachers(splits: list[Split], seeds: list[int], cfg: TeacherConfig = T
     bad = [0] * n_rep
     active = [True] * n_rep
     epochs_run = [0] * n_rep
+    diverged: list[int | None] = [None] * n_rep
     rows = torch.arange(n_rep, device=xtr.device)[:, None]
     for epoch in range(cfg.max_epochs):
         perm = torch.stack([torch.randperm(n_train, generator=g) for g in shuffles]).to(xtr.device)
@@ -104,7 +113,11 @@ def train_teachers(splits: list[Split], seeds: list[int], cfg: TeacherConfig = T
             if not active[r]:
                 continue
             epochs_run[r] = epoch + 1
-            if val[r] < best[r]:
+            if not math.isfinite(val[r]):
+                diverged[r] = epoch
+                active[r] = False
+                opt.lr[r] = 0.0  # frozen (its weights are not finite): its best copy, if any, is the teacher
+            elif val[r] < best[r]:
                 best[r] = val[r]
                 best_flat[r].copy_(net.flat[r])
             else:
@@ -121,7 +134,10 @@ def train_teachers(splits: list[Split], seeds: list[int], cfg: TeacherConfig = T
     test = mse_per_replica(net.predict(data["X_test"]), data["y_test"]).sqrt().tolist()
     wall = time.perf_counter() - t0
     infos = [
-        {"val_rmse": math.sqrt(best[r]), "test_rmse": test[r], "epochs": epochs_run[r], "wall_time_s": wall / n_rep}
+        {"val_rmse": math.sqrt(best[r]), "test_rmse": test[r], "epochs": epochs_run[r], "wall_time_s": wall / n_rep,
+         "diverged_epoch": diverged[r],
+         "failure_reason": (f"teacher diverged: non-finite validation loss at epoch {diverged[r]}, before any "
+                            f"finite one" if not math.isfinite(best[r]) else None)}
         for r in range(n_rep)
     ]
     return net, infos
