@@ -4,9 +4,10 @@ For each dataset and variant: student-epochs per second of the batched engine
 (R replicas in one stack) and of the one-model reference loop, their ratio, and
 the batched engine's matmul GFLOP/s beside a plain large matmul measured in the
 same run. Inputs have the real datasets' shapes (features, validation rows);
-the teacher's weights are random, which changes no cost. All timings are taken
-in one process, one thread, one after the other, so they compare as ratios even
-on a shared, noisy machine.
+the teacher's weights are random, which changes no cost. All timings are CPU
+seconds of one single-threaded process (``time.process_time``), batched and loop
+measured in turn three times, the best of each kept, so they compare as ratios
+even on a shared, noisy machine.
 
     python -m dfkd.bench                       # cpusmall and indoorloc, all five variants; MNIST lines; eSol lines
     python -m dfkd.bench --datasets pole --variants direct/decreasing --replicas 10
@@ -113,28 +114,48 @@ def _build(method: str, params: dict):
     return {"random": Random, "generator": Generator, "direct": Direct}[method](**params)
 
 
-def time_batched(teacher, splits, seeds, variant, epochs):
-    """(student-epochs per second, matmul GFLOP/s) of the batched engine."""
+def batched_flops_per_epoch(teacher, splits, seeds, variant) -> float:
+    """Matmul FLOPs of one epoch of the batched engine (all replicas), counted by ``torch.utils.flop_counter``."""
     from torch.utils.flop_counter import FlopCounterMode
 
     method, params, alpha = VARIANTS[variant]
     counter = FlopCounterMode(display=False)
     with counter:
         distill(teacher, splits, seeds, _build(method, params), alpha, StudentConfig(epochs=2))
-    flops_per_epoch = counter.get_total_flops() / 2
-    t0 = time.perf_counter()
+    return counter.get_total_flops() / 2
+
+
+def time_batched(teacher, splits, seeds, variant, epochs):
+    """Student-epochs per CPU second of the batched engine (all replicas in one stack)."""
+    method, params, alpha = VARIANTS[variant]
+    t0 = time.process_time()
     distill(teacher, splits, seeds, _build(method, params), alpha, StudentConfig(epochs=epochs))
-    dt = time.perf_counter() - t0
-    return len(seeds) * epochs / dt, flops_per_epoch * epochs / dt / 1e9
+    return len(seeds) * epochs / (time.process_time() - t0)
 
 
 def time_loop(teacher, splits, seeds, variant, epochs):
-    """Student-epochs per second of the one-model reference loop (one seed at a time)."""
+    """Student-epochs per CPU second of the one-model reference loop (one seed at a time)."""
     method, params, alpha = VARIANTS[variant]
     net = mlp_module(teacher.replica_params(0))
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     distill_reference(net, splits[0], seeds[0], method, params, alpha, StudentConfig(epochs=epochs))
-    return epochs / (time.perf_counter() - t0)
+    return epochs / (time.process_time() - t0)
+
+
+def compare(teacher, splits, seeds, variant, seconds: float, rounds: int = 3):
+    """(best batched ep/s, best loop ep/s) over ``rounds`` interleaved measurements of about
+    ``seconds / rounds`` each: interleaving exposes both to the same load, and the best of a few
+    (as ``timeit`` reports) is the least disturbed by other processes on a shared machine."""
+    probe = time.process_time()
+    time_loop(teacher, splits, seeds, variant, 2)
+    per_epoch = max((time.process_time() - probe) / 2, 1e-4)
+    loop_epochs = max(3, int(seconds / rounds / per_epoch))
+    loops, batched = [], []
+    for _ in range(rounds):
+        loops.append(time_loop(teacher, splits, seeds, variant, loop_epochs))
+        batched.append(time_batched(teacher, splits, seeds, variant,
+                                    max(3, int(seconds / rounds * loops[-1] / len(seeds) * 4))))
+    return max(batched), max(loops)
 
 
 def bookkeeping_overhead(records_root: Path, data_dir: Path = Path("data")):
@@ -396,13 +417,8 @@ def main(argv=None) -> int:
         seeds = list(range(1, args.replicas + 1))
         teacher = MLPStack.init(d, 500, 1, rng.generators(seeds, "bench"))
         for variant in variants:
-            # size each measurement from a 2-epoch probe so it takes about args.seconds
-            probe = time.perf_counter()
-            time_loop(teacher, splits, seeds, variant, 2)
-            loop_epochs = max(3, int(args.seconds / max((time.perf_counter() - probe) / 2, 1e-4)))
-            loop = time_loop(teacher, splits, seeds, variant, loop_epochs)
-            batched_epochs = max(3, int(args.seconds * loop / args.replicas * 4))
-            batched, gflops = time_batched(teacher, splits, seeds, variant, batched_epochs)
+            batched, loop = compare(teacher, splits, seeds, variant, args.seconds)
+            gflops = batched_flops_per_epoch(teacher, splits, seeds, variant) * batched / len(seeds) / 1e9
             print(f"{dataset:10s} {variant:22s} {batched:13.1f} {loop:10.1f} {batched / loop:6.1f}x "
                   f"{gflops:8.1f} {100 * gflops / base:8.0f}%", flush=True)
     if mnist:

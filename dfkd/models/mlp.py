@@ -30,6 +30,31 @@ def tanh_(z: torch.Tensor) -> torch.Tensor:
     return z.tanh_()
 
 
+#: A batched product with at most this many output columns is computed transposed on the CPU.
+NARROW = 32
+
+
+def bmm(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None, alpha: float = 1.0) -> torch.Tensor:
+    """Batched ``bias + alpha * a @ b`` for ``a (R, n, k)``, ``b (R, k, c)``, ``bias`` broadcastable to ``(R, n, c)``.
+
+    On the CPU a product with few output columns (c <= 32, e.g. a gradient with respect to 12
+    input features, or the generator's last layer) runs 1.5-1.8x faster as ``(b^T a^T)^T``
+    (measured for R = 10, n = 50..200, k = 500): the GEMM kernels are made for wide results.
+    The result is then a transposed view.
+    """
+    c, k = b.shape[-1], b.shape[-2]
+    if a.device.type == "cpu" and c <= NARROW and k >= 4 * c:
+        a_t, b_t = a.transpose(1, 2), b.transpose(1, 2)
+        if bias is None:
+            out = torch.bmm(b_t, a_t).transpose(1, 2)
+            return out.mul_(alpha) if alpha != 1.0 else out
+        return torch.baddbmm(bias.transpose(1, 2), b_t, a_t, alpha=alpha).transpose(1, 2)
+    if bias is None:
+        out = torch.bmm(a, b)
+        return out.mul_(alpha) if alpha != 1.0 else out
+    return torch.baddbmm(bias, a, b, alpha=alpha)
+
+
 def init_mlp_params(d_in: int, hidden: int, d_out: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """Draw one network's parameters as ``nn.Linear`` does by default.
 
@@ -168,7 +193,7 @@ class MLPStack:
             # A batched matrix-vector bmm is ~6x slower on CPU than this row-wise dot product.
             out = torch.linalg.vecdot(a1, w2.transpose(1, 2)).unsqueeze(-1).add_(b2)
         else:
-            out = torch.baddbmm(b2, a1, w2)
+            out = bmm(a1, w2, b2).contiguous()
         return (out, Cache(x, a1)) if keep else out
 
     def predict(self, x: torch.Tensor, flat: torch.Tensor | None = None) -> torch.Tensor:
@@ -196,14 +221,14 @@ class MLPStack:
         grad = gx = None
         if not params and getattr(self, "_frozen_m", None) is not None:
             sq = a1.mul_(a1)
-            return None, torch.baddbmm(self._frozen_c, sq, self._frozen_m, alpha=-1.0).mul_(g_out)
+            return None, bmm(sq, self._frozen_m, self._frozen_c, alpha=-1.0).mul_(g_out)
         if params:
             grad = torch.empty_like(self.flat)
             gw1, gb1, gw2, gb2 = self.views(grad)
             if self.d_out == 1:
                 gw2.copy_(torch.linalg.vecdot(a1.transpose(1, 2), g_out.transpose(1, 2)).unsqueeze(-1))
             else:
-                gw2.copy_(torch.bmm(a1.transpose(1, 2), g_out))
+                gw2.copy_(bmm(a1.transpose(1, 2), g_out))
             gb2.copy_(g_out.sum(1, keepdim=True))
         sq = a1.mul_(a1)  # a1 is not needed any more
         if self.d_out == 1:
@@ -218,7 +243,7 @@ class MLPStack:
                     gw1.copy_(torch.bmm(x.transpose(1, 2), gz1))
                     gb1.copy_(gz1.sum(1, keepdim=True))
             if inputs:
-                gx = torch.bmm(dz, self.w1.transpose(1, 2)).mul_(g_out)
+                gx = bmm(dz, self.w1.transpose(1, 2)).mul_(g_out)
         else:
             ga1 = torch.bmm(g_out, self.w2.transpose(1, 2))
             gz1 = torch.addcmul(ga1, ga1, sq, value=-1.0)
@@ -226,7 +251,7 @@ class MLPStack:
                 gw1.copy_(torch.bmm(x.transpose(1, 2), gz1))
                 gb1.copy_(gz1.sum(1, keepdim=True))
             if inputs:
-                gx = torch.bmm(gz1, self.w1.transpose(1, 2))
+                gx = bmm(gz1, self.w1.transpose(1, 2))
         return grad, gx
 
     def freeze(self) -> "MLPStack":
