@@ -12,6 +12,8 @@ import math
 
 import torch
 
+from dfkd.engine.checkpoint import restore_
+
 
 class RMSpropStack:
     """RMSprop over a stack: ``v = a v + (1-a) g^2``, ``p -= lr g / (sqrt(v) + eps)``.
@@ -35,6 +37,16 @@ class RMSpropStack:
         v.mul_(self.alpha).addcmul_(grad, grad, value=1 - self.alpha)
         denom = v.sqrt().add_(self.eps)
         p.sub_(grad.div_(denom).mul_(self.lr))
+
+    def state_dict(self) -> dict:
+        """What a checkpoint needs to continue exactly: the square averages and the per-replica lr (CPU copies).
+        The parameters themselves belong to the model and are saved with it."""
+        return {"square_avg": self.square_avg.detach().cpu().clone(), "lr": self.lr.detach().cpu().clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`'s output in place (the lr tensor may be shared with a scheduler)."""
+        restore_(self.square_avg, state["square_avg"])
+        restore_(self.lr, state["lr"])
 
 
 def fresh_rmsprop_steps(x: torch.Tensor, grad_fn, steps: int, lr: float, weight_decay: float,

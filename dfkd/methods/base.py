@@ -53,6 +53,11 @@ class Method:
 
     ``needs_gradients`` marks methods that differentiate through the teacher;
     binding one to a teacher with ``differentiable = False`` is a ConfigError.
+
+    A method that keeps state across steps (its own random streams, a network, counters)
+    also implements :meth:`state_dict` and :meth:`load_state_dict`, so that a checkpointed
+    stack resumes exactly (:mod:`dfkd.engine.checkpoint`). The noise streams of
+    :meth:`set_noise` belong to the engine, which saves them itself.
     """
 
     name = "base"
@@ -72,6 +77,20 @@ class Method:
     def set_noise(self, noise: list[torch.Generator]) -> None:
         """The per-replica generators this method draws its random starting points from."""
         self.noise = noise
+
+    def state_dict(self) -> dict:
+        """Everything this bound method changes while it runs, as tensors, numbers, strings, lists and dicts
+        (no objects): what a checkpoint must hold to continue it exactly. Stateless methods: ``{}``."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`'s output into a method bound to the same stack.
+
+        Raises:
+            ValueError (or another exception) if ``state`` does not fit; the caller then starts over.
+        """
+        if state:
+            raise ValueError(f"method {self.name} keeps no state, the checkpoint holds {sorted(state)}")
 
     def start_epoch(self, epoch: int, m: int) -> None:
         """Called once per student epoch before its steps (when alpha > 0)."""

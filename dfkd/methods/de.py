@@ -35,6 +35,7 @@ import torch
 from scipy.optimize import differential_evolution
 
 from dfkd.engine import rng
+from dfkd.engine.checkpoint import generator_states, set_generator_states
 from dfkd.errors import ConfigError
 from dfkd.methods.base import Method
 from dfkd.methods.objective import Objective, logcosh, objective_from
@@ -119,6 +120,21 @@ class DifferentialEvolution(Method):
         self.rngs = [np.random.default_rng(rng.stream_seed(s, "de")) for s in self.seeds]
         self.targets = rng.generators(self.seeds, "method_target")
         self.generations_run: list[int] = []
+
+    def state_dict(self) -> dict:
+        """The per-replica numpy streams scipy draws mutations from, the y_rand streams and the
+        generations each solve ran (the start rows come from the engine's noise streams)."""
+        return {"rngs": [g.bit_generator.state for g in self.rngs], "targets": generator_states(self.targets),
+                "generations_run": list(self.generations_run)}
+
+    def load_state_dict(self, state: dict) -> None:
+        rngs = state["rngs"]
+        if len(rngs) != len(self.rngs):
+            raise ValueError(f"expected {len(self.rngs)} DE streams, got {len(rngs)}")
+        for g, s in zip(self.rngs, rngs):
+            g.bit_generator.state = s
+        set_generator_states(self.targets, state["targets"])
+        self.generations_run = [int(n) for n in state["generations_run"]]
 
     def solve(self, r: int, init: np.ndarray, y=0.0) -> np.ndarray:
         """One differential evolution for replica r from ``init`` ``(m, d)`` towards target(s) ``y``;

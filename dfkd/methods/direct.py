@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from dfkd.engine import rng
+from dfkd.engine.checkpoint import generator_states, set_generator_states
 from dfkd.engine.optim import fresh_rmsprop_steps
 from dfkd.methods.base import Method
 from dfkd.methods.objective import objective_from
@@ -43,6 +44,13 @@ class Direct(Method):
     def bind(self, teacher, student, seeds, device="cpu", context=None) -> None:
         super().bind(teacher, student, seeds, device, context)
         self.targets = rng.generators(self.seeds, "method_target")
+
+    def state_dict(self) -> dict:
+        """The y_rand streams (the starting points come from the engine's noise streams)."""
+        return {"targets": generator_states(self.targets)}
+
+    def load_state_dict(self, state: dict) -> None:
+        set_generator_states(self.targets, state["targets"])
 
     def sample(self, m: int) -> torch.Tensor:
         x = self.base(m)

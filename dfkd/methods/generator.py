@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from dfkd.engine import rng
+from dfkd.engine.checkpoint import generator_states, restore_, set_generator_states
 from dfkd.engine.optim import RMSpropStack
 from dfkd.errors import ConfigError
 from dfkd.methods.base import Method
@@ -62,6 +63,16 @@ class Generator(Method):
             self.net = ConvGeneratorStack.init(self.latent, self.hidden, self.input_shape, gens, device=self.device)
         self.opt = RMSpropStack(self.net.flat, self.lr, self.weight_decay)
         self.targets = rng.generators(self.seeds, "method_target")
+
+    def state_dict(self) -> dict:
+        """G's parameters, its RMSprop state and the y_rand streams (z comes from the engine's noise streams)."""
+        return {"net": self.net.flat.detach().cpu().clone(), "opt": self.opt.state_dict(),
+                "targets": generator_states(self.targets)}
+
+    def load_state_dict(self, state: dict) -> None:
+        restore_(self.net.flat, state["net"])  # in place: the optimizer and the layer views share it
+        self.opt.load_state_dict(state["opt"])
+        set_generator_states(self.targets, state["targets"])
 
     def _shaped(self, x: torch.Tensor) -> torch.Tensor:
         return x.view((x.shape[0], x.shape[1]) + self.input_shape)

@@ -69,6 +69,17 @@ class BlackBoxTeacher:
         """Start counting from zero."""
         self.queries = [0] * self.replicas
 
+    def state_dict(self) -> dict:
+        """The query counts (the fitted models never change): what a checkpoint keeps of the teacher."""
+        return {"queries": list(self.queries)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue counting from a checkpoint's counts."""
+        queries = [int(q) for q in state["queries"]]
+        if len(queries) != self.replicas:
+            raise ValueError(f"expected query counts of {self.replicas} replicas, got {len(queries)}")
+        self.queries = queries
+
     def _ask(self, model, X: np.ndarray) -> np.ndarray:
         y = np.asarray(model.predict(X), dtype=np.float64).reshape(-1)
         if y.shape[0] != X.shape[0]:

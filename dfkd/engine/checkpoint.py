@@ -1,0 +1,164 @@
+"""Mid-run checkpoints of a training stack, so that an interrupted stack resumes where it was.
+
+A stack of the full protocol can take hours (MNIST Table 5, the eSol DE cell); its
+records are written only when it finishes. :class:`Checkpoint` lets
+:func:`dfkd.engine.distill.distill` save, every ``every_s`` seconds of wall time and
+at an epoch boundary, everything its next epoch depends on: the epoch, the student's
+parameters and optimizer state, the best copies and traces so far, every random
+stream's state, the method's own state (:meth:`dfkd.methods.base.Method.state_dict`)
+and a black-box teacher's query counts. A rerun that finds the file continues from
+it and produces exactly the numbers of an uninterrupted run.
+
+The file is a ``torch.save`` of plain tensors, numbers, strings, lists and dicts
+(read back with ``weights_only=True``, so no code is unpickled), written atomically.
+Its ``key`` names what it belongs to (the runner's pending seeds and their config
+hashes); a file with another key, format or version, or one that cannot be read, is
+reported in one line and ignored: the stack starts over.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from dfkd.records import atomic_write_bytes
+
+FORMAT = "dfkd-stack-checkpoint"
+VERSION = 1
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= 160 else text[:157] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def restore_(dst: torch.Tensor, src) -> None:
+    """Copy a saved tensor into ``dst`` in place (keeping views and aliases of ``dst`` valid).
+
+    Raises:
+        ValueError: if ``src`` is not a tensor of exactly ``dst``'s shape and dtype (no broadcasting).
+    """
+    if not isinstance(src, torch.Tensor) or src.shape != dst.shape or src.dtype != dst.dtype:
+        got = f"{tuple(src.shape)} {src.dtype}" if isinstance(src, torch.Tensor) else type(src).__name__
+        raise ValueError(f"saved tensor {got} does not fit {tuple(dst.shape)} {dst.dtype}")
+    with torch.no_grad():
+        dst.copy_(src)
+
+
+def generator_states(gens) -> list[torch.Tensor]:
+    """The states of a list of ``torch.Generator`` (CPU byte tensors, whatever the generators' device)."""
+    return [g.get_state() for g in gens]
+
+
+def set_generator_states(gens, states) -> None:
+    """Restore states saved by :func:`generator_states`, one per generator.
+
+    Raises:
+        ValueError: if the number of states differs from the number of generators.
+    """
+    if not isinstance(states, (list, tuple)) or len(states) != len(gens):
+        raise ValueError(f"expected {len(gens)} generator states, got "
+                         f"{len(states) if isinstance(states, (list, tuple)) else type(states).__name__}")
+    for g, s in zip(gens, states):
+        g.set_state(s)
+
+
+class Checkpoint:
+    """One stack's checkpoint file and the policy of when to write it.
+
+    Args:
+        path: the file (the runner uses ``<cell>/.ckpt-<hash of the pending seeds' config hashes>.pt``).
+        every_s: seconds of wall time between saves; 0 = never save (a file already there is still resumed from).
+        key: what the file must belong to (JSON-like: lists, dicts, strings, numbers); a file with another
+            key is not used.
+        log: where the one-line messages go (resuming, a damaged or foreign file, a failed save).
+        on_resume: optional callable ``(epoch)`` told the epoch training resumes at (e.g. to move a progress bar).
+
+    Attributes:
+        seconds: time spent reading and writing the file in this process (the runner counts it as
+            bookkeeping, not training).
+        prior_s: training time of the run(s) before the epoch resumed from (0 when starting fresh).
+        resumed_epoch: the epoch training resumed at, or None.
+        saves: files written in this process.
+    """
+
+    def __init__(self, path, every_s: float = 300.0, key=None, log=print, on_resume=None):
+        self.path = Path(path)
+        self.on_resume = on_resume
+        self.every_s = float(every_s)
+        self.key = key
+        self.log = log
+        self.seconds = 0.0
+        self.prior_s = 0.0
+        self.resumed_epoch = None
+        self.saves = 0
+        self._last = time.perf_counter()
+        self._save_failed = False
+
+    def due(self) -> bool:
+        """Whether ``every_s`` seconds have passed since the start or the last save."""
+        return self.every_s > 0 and not self._save_failed and time.perf_counter() - self._last >= self.every_s
+
+    def load(self) -> dict | None:
+        """The saved state, or None when there is no usable file (a damaged or foreign one is reported)."""
+        t0 = time.perf_counter()
+        try:
+            if not self.path.exists():
+                return None
+            try:
+                state = torch.load(self.path, map_location="cpu", weights_only=True)
+                if not isinstance(state, dict) or state.get("format") != FORMAT:
+                    raise ValueError("not a dfkd stack checkpoint")
+                if state.get("version") != VERSION:
+                    raise ValueError(f"format version {state.get('version')!r}, this code reads {VERSION}")
+            except Exception as exc:  # any damage: report, start over, never crash a run
+                self.log(f"checkpoint {self.path.name} is damaged or unreadable ({_one_line(exc)}): ignored, "
+                         f"starting over")
+                return None
+            if state.get("key") != self.key:
+                self.log(f"checkpoint {self.path.name} belongs to other seeds or settings: not used, starting over")
+                return None
+            return state
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+    def rejected(self, exc: BaseException) -> None:
+        """Report a file that loaded but could not be restored (e.g. it does not fit the stack)."""
+        self.log(f"checkpoint {self.path.name} does not fit this stack ({_one_line(exc)}): ignored, starting over")
+
+    def resumed(self, state: dict, seeds) -> None:
+        """Note (and log in one line) that the stack of ``seeds`` continues from ``state``."""
+        self.resumed_epoch = int(state["epoch"])
+        self.prior_s = float(state.get("elapsed_s", 0.0))
+        self.log(f"resuming seeds {list(seeds)} from epoch {self.resumed_epoch} "
+                 f"(checkpoint of {state.get('saved_at', 'unknown time')})")
+        if self.on_resume is not None:
+            self.on_resume(self.resumed_epoch)
+
+    def save(self, state: dict) -> None:
+        """Write ``state`` (plus format, version, key and time) atomically; a failed write is reported once
+        and training goes on (the checkpoint is a convenience, the records are the result)."""
+        t0 = time.perf_counter()
+        try:
+            buf = io.BytesIO()
+            torch.save({"format": FORMAT, "version": VERSION, "key": self.key,
+                        "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **state}, buf)
+            atomic_write_bytes(self.path, buf.getvalue())
+            self.saves += 1
+        except OSError as exc:
+            if not self._save_failed:
+                self.log(f"cannot write checkpoint {self.path} ({_one_line(exc)}): going on without checkpoints")
+            self._save_failed = True
+        finally:
+            now = time.perf_counter()
+            self.seconds += now - t0
+            self._last = now
+
+    def remove(self) -> None:
+        """Delete the file (once the stack's results are committed)."""
+        self.path.unlink(missing_ok=True)
