@@ -24,6 +24,7 @@ import torch
 
 from dfkd.engine import rng
 from dfkd.engine.alpha import AlphaSchedule
+from dfkd.engine.checkpoint import Checkpoint, generator_states, restore_, set_generator_states
 from dfkd.engine.optim import RMSpropStack
 from dfkd.engine.teacher import mse_per_replica, stack_splits
 from dfkd.errors import ConfigError
@@ -81,9 +82,81 @@ def student_loss(diff: torch.Tensor, loss: str):
     return logcosh(diff), torch.tanh(diff), 1.0
 
 
+@dataclass
+class _Stack:
+    """What one distillation run changes as it trains (besides the method's own state): a checkpoint's content."""
+
+    student: object
+    opt: RMSpropStack
+    noise: list  # per-replica generators of x_p and of the methods' starting points
+    init_gens: list  # the student's initialisation streams; a model with dropout draws its masks from them
+    best_flat: torch.Tensor
+    best_mse: torch.Tensor
+    best_epoch: torch.Tensor
+    failed_epoch: torch.Tensor
+    trace_val: torch.Tensor
+    trace_g: torch.Tensor
+    trace_p: torch.Tensor
+
+    TENSORS = ("best_flat", "best_mse", "best_epoch", "failed_epoch", "trace_val", "trace_g", "trace_p")
+
+
+def _fresh_stack(teacher, seeds, method: Method, cfg: StudentConfig, device, context: Context) -> _Stack:
+    """A new student stack, optimizer and random streams, with ``method`` bound to them."""
+    n_rep = len(seeds)
+    init_gens = rng.generators(seeds, "student_init")
+    student = cfg.build(context.input_shape, init_gens, device=device)
+    opt = RMSpropStack(student.flat, cfg.lr, cfg.weight_decay)
+    noise = rng.generators(seeds, "noise", device)
+    method.bind(teacher, student, seeds, device, context)
+    method.set_noise(noise)
+    return _Stack(
+        student=student, opt=opt, noise=noise, init_gens=init_gens, best_flat=student.flat.clone(),
+        best_mse=torch.full((n_rep,), math.inf, device=device),
+        best_epoch=torch.zeros(n_rep, dtype=torch.long, device=device),
+        failed_epoch=torch.full((n_rep,), -1, dtype=torch.long, device=device),
+        trace_val=torch.empty(cfg.epochs, n_rep, device=device),
+        trace_g=torch.full((cfg.epochs, n_rep), math.nan, device=device),
+        trace_p=torch.full((cfg.epochs, n_rep), math.nan, device=device))
+
+
+def _checkpoint_state(st: _Stack, method: Method, teacher, epoch: int, epochs: int, elapsed_s: float) -> dict:
+    """Everything epoch ``epoch`` onwards depends on (tensors on the CPU; see :mod:`dfkd.engine.checkpoint`)."""
+    teacher_state = getattr(teacher, "state_dict", None)  # a black box's query counts; trained teachers are fixed
+    return {
+        "epoch": epoch, "epochs": epochs, "replicas": len(st.noise), "elapsed_s": elapsed_s,
+        "student": st.student.flat.detach().cpu(), "opt": st.opt.state_dict(),
+        "engine": {name: getattr(st, name).cpu() for name in _Stack.TENSORS},
+        "rng": {"noise": generator_states(st.noise), "student_init": generator_states(st.init_gens)},
+        "method": method.state_dict(), "teacher": teacher_state() if teacher_state else None,
+    }
+
+
+def _restore(st: _Stack, state: dict, method: Method, teacher, epochs: int) -> int:
+    """Load a checkpoint's state into a fresh stack; returns the epoch to continue at.
+
+    Raises:
+        Exception: if the state does not fit (the caller starts over with a fresh stack).
+    """
+    epoch = int(state["epoch"])
+    if state["epochs"] != epochs or state["replicas"] != len(st.noise) or not 0 < epoch < epochs:
+        raise ValueError(f"checkpoint of {state['replicas']} replicas at epoch {epoch} of {state['epochs']}, "
+                         f"this stack has {len(st.noise)} replicas and {epochs} epochs")
+    restore_(st.student.flat, state["student"])  # in place: the optimizer and the model's views share it
+    st.opt.load_state_dict(state["opt"])
+    for name in _Stack.TENSORS:
+        restore_(getattr(st, name), state["engine"][name])
+    set_generator_states(st.noise, state["rng"]["noise"])
+    set_generator_states(st.init_gens, state["rng"]["student_init"])
+    method.load_state_dict(state["method"])
+    if state["teacher"] is not None or hasattr(teacher, "load_state_dict"):
+        teacher.load_state_dict(state["teacher"])
+    return epoch
+
+
 def distill(teacher, splits, seeds: list[int], method: Method, alpha: AlphaSchedule,
             cfg: StudentConfig = StudentConfig(), device="cpu", progress=None, context: Context | None = None,
-            keep_samples: int = 0):
+            keep_samples: int = 0, checkpoint: Checkpoint | None = None):
     """Distil one student per seed from the corresponding teacher replica.
 
     Args:
@@ -94,6 +167,9 @@ def distill(teacher, splits, seeds: list[int], method: Method, alpha: AlphaSched
         context: the dataset's input shape and base distribution; default tabular N(0, I) of the teacher's width.
         keep_samples: if > 0, after training draw that many synthetic inputs per replica from the method
             (with the final student) and return them with the teacher's predictions, for figures.
+        checkpoint: optional :class:`~dfkd.engine.checkpoint.Checkpoint`: training resumes from its file
+            when there is a usable one, and saves to it at an epoch boundary whenever it is due. Results
+            are identical to an uninterrupted run's.
 
     Returns:
         ``(results, traces, student, best_flat)``: per replica a dict of metrics
@@ -108,24 +184,29 @@ def distill(teacher, splits, seeds: list[int], method: Method, alpha: AlphaSched
     context = context if context is not None else default_context(teacher)
     n_rep = len(seeds)
     m = cfg.batch_size or alpha.default_batch_size()
-    student = cfg.build(context.input_shape, rng.generators(seeds, "student_init"), device=device)
-    opt = RMSpropStack(student.flat, cfg.lr, cfg.weight_decay)
-    noise = rng.generators(seeds, "noise", device)
     if hasattr(teacher, "freeze"):
         teacher.freeze()
-    method.bind(teacher, student, seeds, device, context)
-    method.set_noise(noise)
+    st = _fresh_stack(teacher, seeds, method, cfg, device, context)
+    start = 0
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        teacher_before = teacher.state_dict() if hasattr(teacher, "state_dict") else None
+        try:
+            start = _restore(st, saved, method, teacher, cfg.epochs)
+        except Exception as exc:  # a file that does not fit this stack: report it and start over
+            checkpoint.rejected(exc)
+            if teacher_before is not None:
+                teacher.load_state_dict(teacher_before)
+            st = _fresh_stack(teacher, seeds, method, cfg, device, context)
+        else:
+            checkpoint.resumed(saved, seeds)
+        del saved
+    student, opt, noise = st.student, st.opt, st.noise
+    best_flat, best_mse, best_epoch, failed_epoch = st.best_flat, st.best_mse, st.best_epoch, st.failed_epoch
+    trace_val, trace_g, trace_p = st.trace_val, st.trace_g, st.trace_p
     train_kw = {"train": True} if getattr(student, "has_dropout", False) else {}
 
-    best_flat = student.flat.clone()
-    best_mse = torch.full((n_rep,), math.inf, device=device)
-    best_epoch = torch.zeros(n_rep, dtype=torch.long, device=device)
-    trace_val = torch.empty(cfg.epochs, n_rep, device=device)
-    trace_g = torch.full((cfg.epochs, n_rep), math.nan, device=device)
-    trace_p = torch.full((cfg.epochs, n_rep), math.nan, device=device)
-    failed_epoch = torch.full((n_rep,), -1, dtype=torch.long, device=device)
-
-    for epoch in range(cfg.epochs):
+    for epoch in range(start, cfg.epochs):
         a = alpha(epoch, cfg.epochs)
         if a > 0:
             method.start_epoch(epoch, m)
@@ -168,6 +249,10 @@ def distill(teacher, splits, seeds: list[int], method: Method, alpha: AlphaSched
         best_mse = torch.where(improved, val, best_mse)
         best_epoch = torch.where(improved, torch.full_like(best_epoch, epoch), best_epoch)
         best_flat = torch.where(improved[:, None], student.flat, best_flat)
+        if checkpoint is not None and epoch + 1 < cfg.epochs and checkpoint.due():
+            st.best_flat, st.best_mse, st.best_epoch, st.failed_epoch = best_flat, best_mse, best_epoch, failed_epoch
+            elapsed = checkpoint.prior_s + time.perf_counter() - t0 - checkpoint.seconds
+            checkpoint.save(_checkpoint_state(st, method, teacher, epoch + 1, cfg.epochs, elapsed))
         if progress is not None:
             progress(epoch, best_mse)
 
@@ -178,6 +263,8 @@ def distill(teacher, splits, seeds: list[int], method: Method, alpha: AlphaSched
     rmse_best, mae_best = test_metrics(best_flat)
     rmse_last, mae_last = test_metrics(student.flat)
     wall = time.perf_counter() - t0
+    if checkpoint is not None:  # training time only: earlier runs' up to the checkpoint, not its reads and writes
+        wall += checkpoint.prior_s - checkpoint.seconds
     results = []
     failed = failed_epoch.tolist()
     for r in range(n_rep):
