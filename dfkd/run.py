@@ -24,6 +24,7 @@ import torch
 from dfkd import records
 from dfkd.engine import cache
 from dfkd.engine.alpha import AlphaSchedule
+from dfkd.engine.checkpoint import Checkpoint
 from dfkd.engine.distill import StudentConfig, distill
 from dfkd.engine.perf import tune_process
 from dfkd.engine.supervised import CNNTeacherConfig, train_supervised
@@ -66,6 +67,7 @@ class Settings:
     missing_data: str = "error"
     train_teachers_if_missing: bool = True
     progress: bool = True
+    checkpoint_every_s: float = 300.0  # seconds between mid-run checkpoints of a stack; 0 = none (not in the hash)
     subset: dict = field(default_factory=dict)  # images only: {"train": n, "test": n}, None = all
     synthetic_samples: int = 50  # image runs: synthetic batch kept per seed for figures 9 and 10
     resolved: dict = field(default_factory=dict)  # the whole resolved config, kept in every record
@@ -174,7 +176,10 @@ def settings_from_dict(cfg: dict) -> Settings:
         data_dir=Path(cfg.get("data_dir", "data")), data_mirror=cfg.get("data_mirror") or None,
         device=device, threads=int(cfg.get("threads") or 0), missing_data=missing,
         train_teachers_if_missing=bool(cfg.get("train_teachers_if_missing", True)),
-        progress=bool(cfg.get("progress", True)), subset=_subset(cfg, dict(cfg["dataset"])),
+        progress=bool(cfg.get("progress", True)),
+        checkpoint_every_s=_number({"checkpoint_every_s": cfg.get("checkpoint_every_s", 300.0)},
+                                   "checkpoint_every_s", minimum=0),
+        subset=_subset(cfg, dict(cfg["dataset"])),
         synthetic_samples=int(cfg.get("synthetic_samples", 50) or 0), resolved=cfg)
 
 
@@ -476,12 +481,23 @@ def _teacher_progress(bar):
     return update
 
 
+def _bar_resume(bar):
+    """Start a progress bar at a resumed epoch (its rate then counts only the epochs run now)."""
+    if bar is None:
+        return None
+
+    def resume(epoch):
+        bar.initial = bar.n = bar.last_print_n = epoch
+        bar.refresh()
+    return resume
+
+
 def _student_progress(bar, every: int = 25):
     if bar is None:
         return None
 
     def update(epoch, best_mse):
-        bar.update(1)
+        bar.update(epoch + 1 - bar.n)  # a resumed stack's first epoch is not 0
         if epoch % every == 0:
             rmse = best_mse.sqrt()
             bar.set_postfix_str(f"best val RMSE {rmse.min().item():.4f}..{rmse.max().item():.4f}", refresh=False)
@@ -556,13 +572,24 @@ def _pending_seeds(settings: Settings, paths: dict, hashes: dict, cell_dir: Path
     return pending
 
 
+def _stack_key(pending: list[int], hashes: dict) -> str:
+    """The name shared by a stack's commit file and its checkpoint: a hash of its seeds' config hashes."""
+    return records.config_hash([hashes[s] for s in pending])
+
+
+def _checkpoint_path(cell_dir: Path, key: str) -> Path:
+    return Path(cell_dir) / f".ckpt-{key}.pt"
+
+
 def _restore_from_stack_files(cell_dir: Path, paths: dict, hashes: dict, log) -> None:
     """Write records that a finished stack committed but an interruption kept from being written."""
     for stack_file in sorted(Path(cell_dir).glob(".stack-*.json")):
         stack = records.read_record(stack_file)
         if stack is None:
-            stack_file.unlink(missing_ok=True)  # never committed: its run is redone
+            stack_file.unlink(missing_ok=True)  # never committed: its run is redone (from its checkpoint, if any)
             continue
+        # committed: a checkpoint of the same stack is no longer needed
+        _checkpoint_path(cell_dir, stack_file.name[len(".stack-"):].rsplit("-", 1)[0]).unlink(missing_ok=True)
         for rec in stack.get("records", []):
             seed = rec.get("seed")
             if seed in paths and rec.get("config_hash") == hashes.get(seed):
@@ -617,15 +644,22 @@ def run_cell(settings: Settings, log=print) -> dict:
     method = build_method(settings)
     log(f"distilling seeds {pending} (R={len(pending)}) on {device} (m={batch}, {settings.student.epochs} epochs)")
     bar = _bar(settings, settings.student.epochs, f"{label} R={len(pending)}")
+    key = _stack_key(pending, hashes)
+    # Mid-run checkpoints: one file per stack (its seeds and their hashes), resumed from on a rerun.
+    checkpoint = Checkpoint(_checkpoint_path(cell_dir, key), settings.checkpoint_every_s,
+                            key={"seeds": pending, "hashes": [hashes[s] for s in pending]}, log=log,
+                            on_resume=_bar_resume(bar))
     t0 = time.perf_counter()
     image = is_image_dataset(settings.dataset)
     results, traces, _, _ = distill(teacher, splits, pending, method, settings.alpha, settings.student, device,
                                     progress=_student_progress(bar), context=context,
-                                    keep_samples=settings.synthetic_samples if image else 0)
+                                    keep_samples=settings.synthetic_samples if image else 0, checkpoint=checkpoint)
     queries = getattr(teacher, "queries", None)  # rows asked of a black-box teacher, per replica
     if bar is not None:
         bar.close()
-    wall = time.perf_counter() - t0
+    # training time: this run's (without checkpoint reads and writes) plus earlier runs' up to the checkpoint
+    wall = time.perf_counter() - t0 - checkpoint.seconds + checkpoint.prior_s
+    bookkeeping += checkpoint.seconds
     t_write = time.perf_counter()
     recs = []
     for r, seed in enumerate(pending):
@@ -645,8 +679,9 @@ def run_cell(settings: Settings, log=print) -> dict:
     bookkeeping += time.perf_counter() - t_write
     for rec in recs:  # what resume checks, traces and data verification cost, for `make bench`
         rec.update(bookkeeping_s=bookkeeping / len(recs), data_s=data_s / len(recs))
-    stack_file = cell_dir / f".stack-{records.config_hash([hashes[s] for s in pending])}-{os.getpid()}.json"
+    stack_file = cell_dir / f".stack-{key}-{os.getpid()}.json"
     records.write_json(stack_file, {"schema": records.SCHEMA, "records": recs})  # the commit point
+    checkpoint.remove()
     for rec in recs:
         records.write_json(paths[rec["seed"]], rec)
     stack_file.unlink(missing_ok=True)
