@@ -11,6 +11,15 @@ COLUMNS = [
 
 DATASETS = ["compactiv", "cpusmall", "ctscan", "indoorloc", "mv", "pole", "puma32h"]
 
+#: Line colour and dash of each column in Figures 7 and 8: one colour per method, dashed for alpha = 1.
+VARIANT_STYLES = {
+    "Random sampling": ("#7f7f7f", "-"),
+    "Generator; decreasing α": ("#e66100", "-"),
+    "Generator; α = 1": ("#e66100", "--"),
+    "Direct optimizer; decreasing α": ("#1f5fbf", "-"),
+    "Direct optimizer; α = 1": ("#1f5fbf", "--"),
+}
+
 
 def table_spec(name: str, title: str, student: str, paper_rows: dict) -> dict:
     """A table spec for the report from rows of (mean, std) in the order of COLUMNS."""

@@ -4,7 +4,7 @@ Usage::
 
     python -m dfkd.report [--records results/records] [--out results/tables]
                           [--tables table3,table4] [--data-dir data]
-    python -m dfkd.report --figures fig9,fig10 [--figures-out results/figures]
+    python -m dfkd.report --figures fig7,fig8,fig9,fig10 [--figures-out results/figures]
 """
 
 from __future__ import annotations
@@ -89,8 +89,9 @@ def run_figures(args) -> int:
     for name in names:
         paths, n = write_figure(df, specs[name], args.figures_out)
         total = len(specs[name]["columns"])
+        make = "make table4" if specs[name]["kind"] == "trace_curves" else "make table5"
         note = "" if n == total else f" ({total - n} of {total} methods not run: produce records with `make quick` " \
-                                     f"or `make table5`)"
+                                     f"or `{make}`)"
         print(f"{name}: {n} of {total} methods drawn{note} -> {', '.join(map(str, paths))}")
     return 0
 

@@ -1,0 +1,26 @@
+"""Paper Figure 7: validation RMSE against epoch, student MLP 50, one panel per dataset, one line per variant.
+
+Regenerate from records (never trains): ``make fig7`` (``python -m dfkd.report --figures fig7``; the
+committed full run: ``--records results/reference/records --figures-out results/reference/figures``).
+Each run's trace file holds its validation RMSE after every epoch; a line is the median over seeds of
+the curves smoothed by a Savitzky-Golay filter of window 15 (paper: "window size of 15 epochs"; the
+polynomial order, 2, is our choice), on a log axis so that the late epochs, where the variants differ,
+stay readable.
+"""
+
+from experiments._tabular import COLUMNS, DATASETS, VARIANT_STYLES
+
+FIGURE = dict(
+    name="fig7",
+    title="Figure 7: validation RMSE against training epochs (student MLP 50)",
+    kind="trace_curves",
+    datasets=DATASETS,
+    student="mlp50",
+    columns=[(label, variant) for label, variant in COLUMNS if variant],
+    styles=VARIANT_STYLES,
+    trace="val_rmse",
+    ylabel="validation RMSE (target std)",
+    smooth=15,
+    polyorder=2,
+    log_y=True,
+)
