@@ -8,6 +8,8 @@ STAMP   := $(VENV)/.installed
 # Data mirror: MIRROR=..., else $DFKD_DATA_MIRROR, else ../shared/data when it exists; else download.
 MIRROR  ?= $(or $(DFKD_DATA_MIRROR),$(wildcard ../shared/data))
 JOBS    ?= 2
+# Records whose traces Figures 7 and 8 are drawn from (the committed full run: RECORDS=results/reference/records).
+RECORDS ?= results/records
 DATASETS := indoorloc,ctscan,pole,mv,puma32h,compactiv,cpusmall
 export DFKD_JOBS := $(JOBS)
 # Measured estimate of the full Table 5 protocol without a GPU (README, "MNIST"), in CPU hours.
@@ -16,11 +18,12 @@ MNIST_CPU_HOURS := 10.6
 ESOL_CPU_HOURS := 4
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup data teachers table3 table4 table5 table5-cpu table6 fig9 fig10 tables quick reproduce bench test test-all clean-quick
+.PHONY: help setup data teachers table3 table4 table5 table5-cpu table6 fig5 fig6 fig7 fig8 fig9 fig10 figures tables quick reproduce bench test test-all clean-quick
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  variables: MIRROR=<dir with dataset files> JOBS=<parallel jobs, default 2> MNIST=cpu (reproduce: CPU-sized Table 5)"
+	@echo "             RECORDS=<records folder for fig7/fig8/figures, default results/records; committed run: results/reference/records>"
 
 $(STAMP): requirements.lock pyproject.toml
 	python3 -m venv $(VENV)
@@ -59,24 +62,41 @@ table6: data ## Paper Table 6 (eSol, black-box SVR teacher; DE vs random, 5 runs
 	$(PY) -m dfkd.distill -m experiment=table6
 	$(PY) -m dfkd.report --tables table6
 
+fig5: data ## Paper Figure 5 (student loss of each method's rows at snapshots): runs the study (indoorloc, a few minutes)
+	$(PY) -m dfkd.study 'figures=[fig5]'
+
+fig6: data ## Paper Figure 6 (UMAP of real and synthetic rows at snapshots): the study (reuses matching numbers)
+	$(PY) -m dfkd.study 'figures=[fig6]'
+
+fig7: $(STAMP) ## Paper Figure 7 (validation RMSE against epoch, student 50) from stored traces (RECORDS=dir)
+	$(PY) -m dfkd.report --records $(RECORDS) --figures fig7
+
+fig8: $(STAMP) ## Paper Figure 8 (student loss on x_g against epoch, alpha = 1) from stored traces (RECORDS=dir)
+	$(PY) -m dfkd.report --records $(RECORDS) --figures fig8
+
 fig9: $(STAMP) ## Paper Figure 9 (synthetic MNIST images per method) from records -> results/figures/
 	$(PY) -m dfkd.report --figures fig9
 
 fig10: $(STAMP) ## Paper Figure 10 (teacher's predictions on synthetic images) from records -> results/figures/
 	$(PY) -m dfkd.report --figures fig10
 
+figures: data ## Every figure into results/figures/: 7-10 from stored records and traces (RECORDS=dir), 5-6 by the study
+	$(PY) -m dfkd.report --records $(RECORDS) --figures all
+	$(PY) -m dfkd.study
+
 tables: $(STAMP) ## Re-aggregate results/records into results/tables (no training)
 	$(PY) -m dfkd.report
 
-quick: data ## Every artefact on a reduced budget (3 seeds, 200 epochs; MNIST: 3 epochs; Table 6: 4) into results/quick/
+quick: data ## Every artefact on a reduced budget (3 seeds, 200 epochs; MNIST: 3 epochs; Table 6: 4; study: 200 epochs) into results/quick/
 	$(PY) -m dfkd.teachers -m hydra/launcher=local dataset=$(DATASETS) missing_data=skip threads=1 seeds=3
 	$(PY) -m dfkd.distill -m experiment=quick
 	$(PY) -m dfkd.distill -m experiment=mnist_quick
 	$(PY) -m dfkd.distill -m experiment=quick_table6
 	$(PY) -m dfkd.report --records results/quick/records --out results/quick/tables
-	$(PY) -m dfkd.report --records results/quick/records --figures fig9,fig10 --figures-out results/quick/figures
+	$(PY) -m dfkd.report --records results/quick/records --figures fig7,fig8,fig9,fig10 --figures-out results/quick/figures
+	$(PY) -m dfkd.study results_dir=results/quick experiment_name=quick epochs=200 'snapshots=[0,10,50,200]' threads=1
 
-reproduce: data ## The full protocol: teachers, Tables 3, 4, 6 and 5, Figures 9 and 10 (MNIST=cpu: CPU-sized Table 5)
+reproduce: data ## The full protocol: teachers, Tables 3, 4, 6 and 5, Figures 5-10 (MNIST=cpu: CPU-sized Table 5)
 	@echo "reproduce: Tables 3 and 4 take about 85 min on 2 CPU cores; Table 6 (eSol) adds about $(ESOL_CPU_HOURS) CPU hours and"
 	@echo "           Table 5 (MNIST) about $(MNIST_CPU_HOURS) CPU hours without a GPU$(if $(filter cpu,$(MNIST)),; MNIST=cpu: using the CPU-sized preset table5_cpu (about 1.8 CPU hours).,: for the CPU-sized preset (about 1.8 CPU hours) run 'make reproduce MNIST=cpu'.)"
 	@echo "           Every step resumes where it stopped."
@@ -86,6 +106,8 @@ reproduce: data ## The full protocol: teachers, Tables 3, 4, 6 and 5, Figures 9 
 	$(PY) -m dfkd.distill -m experiment=table4
 	$(PY) -m dfkd.distill -m experiment=table6
 	$(PY) -m dfkd.report
+	$(PY) -m dfkd.report --figures fig7,fig8
+	$(PY) -m dfkd.study
 	$(MAKE) --no-print-directory $(if $(filter cpu,$(MNIST)),table5-cpu,table5 fig9 fig10)
 	@echo "reproduce: finished in $$(( $$(date +%s) - $$(cat results/.reproduce-start) )) s"
 
