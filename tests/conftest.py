@@ -17,7 +17,7 @@ def data_mirror() -> Path:
     Taken from $DFKD_DATA_MIRROR, else ``<repo>/../shared/data``; tests that
     need it are skipped where neither exists.
     """
-    path = Path(os.environ.get("DFKD_DATA_MIRROR") or REPO_ROOT.parent / "shared" / "data")
+    path = Path(os.environ.get("DFKD_DATA_MIRROR") or REPO_ROOT.parent / "shared" / "data").resolve()
     if not (path / "pole" / "X.npy").is_file():
         pytest.skip(f"no data mirror at {path}: set DFKD_DATA_MIRROR to the shared data folder")
     return path
