@@ -94,7 +94,7 @@ quick: data ## Every artefact on a reduced budget (3 seeds, 200 epochs; MNIST: 3
 	$(PY) -m dfkd.distill -m experiment=quick_table6
 	$(PY) -m dfkd.report --records results/quick/records --out results/quick/tables
 	$(PY) -m dfkd.report --records results/quick/records --figures fig7,fig8,fig9,fig10 --figures-out results/quick/figures
-	$(PY) -m dfkd.study results_dir=results/quick experiment_name=quick epochs=200 'snapshots=[0,10,50,200]' threads=1
+	$(PY) -m dfkd.study results_dir=results/quick experiment_name=quick epochs=200 'snapshots=[0,10,50,200]'
 
 reproduce: data ## The full protocol: teachers, Tables 3, 4, 6 and 5, Figures 5-10 (MNIST=cpu: CPU-sized Table 5)
 	@echo "reproduce: Tables 3 and 4 take about 85 min on 2 CPU cores; Table 6 (eSol) adds about $(ESOL_CPU_HOURS) CPU hours and"

@@ -42,7 +42,7 @@ FIGURES = ("fig5", "fig6")
 #: Methods whose rows Figure 6 embeds with the real rows (the paper's choice).
 UMAP_SOURCES = ("generator", "direct")
 #: Bump when the study's code changes its numbers, so stored numbers are redone.
-STUDY_VERSION = 1
+STUDY_VERSION = 3
 FILES = {"losses": "fig5_loss.csv", "umap": "fig6_umap.csv", "spread": "fig6_spread.csv"}
 
 
@@ -144,20 +144,24 @@ def embed(parts: dict, params: dict) -> dict:
     return out
 
 
-def spread(rows: np.ndarray, real: np.ndarray) -> tuple[float, float]:
-    """``(mean pairwise distance of the rows, mean distance from each row to its nearest real row)``, in input space.
+def spread(rows: np.ndarray, real: np.ndarray) -> tuple[float, float, float]:
+    """How spread out rows are and how near the real rows, in input space (Euclidean distances).
 
-    For the real rows themselves the nearest *other* real row counts.
+    Returns:
+        ``(mean pairwise distance of the rows, mean distance from each row to its nearest other row,
+        mean distance from each row to its nearest real row)``; for the real rows themselves the
+        nearest *other* real row counts.
     """
     x = torch.as_tensor(np.asarray(rows, dtype=np.float64))
     r = torch.as_tensor(np.asarray(real, dtype=np.float64))
     n = x.shape[0]
     pair = torch.cdist(x, x)
     mean_pair = float(pair.sum() / (n * (n - 1))) if n > 1 else float("nan")
+    nearest = float(pair.fill_diagonal_(float("inf")).min(1).values.mean()) if n > 1 else float("nan")
     to_real = torch.cdist(x, r)
     if x.shape == r.shape and torch.equal(x, r):
         to_real.fill_diagonal_(float("inf"))
-    return mean_pair, float(to_real.min(1).values.mean())
+    return mean_pair, nearest, float(to_real.min(1).values.mean())
 
 
 def compute(settings, opts: StudyOptions, log=print) -> dict:
@@ -194,9 +198,9 @@ def compute(settings, opts: StudyOptions, log=print) -> dict:
                                         "loss": loss[0].numpy().astype(np.float64)}))
         batches = {key: snap.batches[key][0].reshape(opts.rows, -1).numpy() for key in snap.batches}
         for key, rows in [("real", real)] + list(batches.items()):
-            pair, near = spread(rows, real)
+            pair, neighbour, near = spread(rows, real)
             spreads.append({"epoch": snap.epoch, "source": key, "rows": len(rows), "mean_pairwise_distance": pair,
-                            "nearest_real_distance": near})
+                            "nearest_neighbour_distance": neighbour, "nearest_real_distance": near})
         parts = {"real": real, **{k: batches[k] for k in UMAP_SOURCES if k in batches}}
         for key, xy in embed(parts, opts.umap).items():
             points.append(pd.DataFrame({"epoch": snap.epoch, "source": key, "row": np.arange(len(xy)),
@@ -261,12 +265,17 @@ def draw(numbers: dict, opts: StudyOptions) -> list[Path]:
         sp = numbers["spread"]
         notes = {}
         for epoch, at in sp.groupby("epoch"):
-            ratio = at.set_index("source")["spread_vs_real"]
-            notes[epoch] = "mean pairwise distance / real rows':\n" + ", ".join(
-                f"{k} {ratio[k]:.2f}" for k in UMAP_SOURCES if k in ratio)
+            at = at.set_index("source")
+            shown = [k for k in UMAP_SOURCES if k in at.index]
+            notes[epoch] = "\n".join(
+                f"{what}: " + ", ".join(f"{k} {at.loc[k, column]:.1f}" for k in shown) + f" (real {at.loc['real', column]:.1f})"
+                for what, column in (("nearest own row", "nearest_neighbour_distance"),
+                                     ("nearest real row", "nearest_real_distance")))
         paths += umap_panels(numbers["umap"], opts.figures_dir, "fig6",
                              f"Figure 6: real test rows and synthetic rows, 2-D UMAP per snapshot ({who})",
-                             f"{meta['real_rows']} real rows; {note}", notes=notes)
+                             f"{meta['real_rows']} real rows; {note}\nunder each panel: mean distance in input "
+                             f"space from a row to the nearest other row of its method, and to the nearest real row",
+                             notes=notes)
     return paths
 
 

@@ -101,9 +101,9 @@ def test_numbers_behind_the_figures():
     row = summarize(losses).iloc[0]
     assert (row["rows"], row["median"], row["q1"], row["q3"]) == (5, 3.0, 2.0, 4.0)
     same = np.zeros((4, 3))
-    assert spread(same, same + 1.0) == (0.0, pytest.approx(np.sqrt(3)))
+    assert spread(same, same + 1.0) == (0.0, 0.0, pytest.approx(np.sqrt(3)))  # collapsed rows: no spread
     real = np.eye(3)
-    assert spread(real, real) == (pytest.approx(np.sqrt(2)), pytest.approx(np.sqrt(2)))  # nearest *other* row
+    assert spread(real, real) == pytest.approx((np.sqrt(2),) * 3)  # the nearest *other* row counts
 
 
 # -- snapshots and probes ---------------------------------------------------------------------

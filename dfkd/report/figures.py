@@ -367,7 +367,7 @@ def umap_panels(points: pd.DataFrame, out_dir, name: str = "fig6", title: str = 
     plt = _pyplot()
     epochs = sorted(points["epoch"].unique())
     sources = ["real"] + [m for m in METHOD_LABELS if m != "real" and m in set(points["source"])]
-    fig, axes = plt.subplots(1, len(epochs), figsize=(3.9 * len(epochs), 4.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(epochs), figsize=(4.4 * len(epochs), 4.8), squeeze=False)
     handles = {}
     for ax, epoch in zip(axes[0], epochs):
         at = points[points["epoch"] == epoch]
