@@ -323,7 +323,7 @@ def loss_violins(losses: pd.DataFrame, out_dir, name: str = "fig5", title: str =
     methods = [m for m in METHOD_LABELS if m in set(losses["method"])] + \
         sorted(set(losses["method"]) - set(METHOD_LABELS))
     width = len(methods) + 1
-    fig, ax = plt.subplots(figsize=(max(7.0, 1.9 * len(epochs) + 1.5), 4.6))
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.9 * len(epochs) + 1.5), 5.4))
     for j, method in enumerate(methods):
         data, positions = [], []
         for i, epoch in enumerate(epochs):
@@ -352,7 +352,7 @@ def loss_violins(losses: pd.DataFrame, out_dir, name: str = "fig5", title: str =
     ax.grid(axis="y", alpha=0.3)
     ax.legend([Patch(facecolor=METHOD_COLORS.get(m, f"C{j}"), alpha=0.55) for j, m in enumerate(methods)],
               [METHOD_LABELS.get(m, m) for m in methods], fontsize=9, loc="upper center", ncol=2,
-              bbox_to_anchor=(0.5, -0.2), frameon=False)
+              bbox_to_anchor=(0.5, -0.27), frameon=False, title="black bar: median", title_fontsize=9)
     return _finish(plt, fig, f"{title}\n{subtitle}", Path(out_dir), name)
 
 
