@@ -44,3 +44,17 @@ def toy_split(seed: int, d: int = 6, n_train: int = 200, n_val: int = 50, n_test
 def toy_splits():
     """Three toy splits for seeds 1, 2, 3."""
     return [1, 2, 3], [toy_split(s) for s in (1, 2, 3)]
+
+
+def tiny_settings(tmp: Path, mirror, overrides):
+    """Run settings composed from conf/ with ``overrides``, all outputs under ``tmp`` and data from ``mirror``."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from dfkd.run import settings_from_dict
+
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides) + [
+            f"results_dir={tmp / 'results'}", f"teacher_dir={tmp / 'teachers'}", f"data_dir={tmp / 'data'}",
+            f"data_mirror={mirror}"])
+    return settings_from_dict(OmegaConf.to_container(cfg, resolve=True))

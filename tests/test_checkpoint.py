@@ -14,7 +14,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import REPO_ROOT, toy_split
+from conftest import tiny_settings, REPO_ROOT, toy_split
 from dfkd.cli import CONF_DIR
 from dfkd.data.split import Split
 from dfkd.engine import rng
@@ -213,11 +213,7 @@ VOLATILE = {"created", "wall_time_s", "stack_wall_time_s", "bookkeeping_s", "dat
 
 
 def settings_for(tmp: Path, mirror, extra=()):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=TINY + [
-            f"results_dir={tmp / 'results'}", f"teacher_dir={tmp / 'teachers'}", f"data_dir={tmp / 'data'}",
-            f"data_mirror={mirror}", *extra])
-    return settings_from_dict(OmegaConf.to_container(cfg, resolve=True))
+    return tiny_settings(tmp, mirror, TINY + list(extra))
 
 
 def stable(path) -> dict:

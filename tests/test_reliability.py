@@ -13,29 +13,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
-from conftest import toy_split
-from dfkd.cli import CONF_DIR
+from conftest import tiny_settings, toy_split
 from dfkd.engine import rng
 from dfkd.engine.alpha import AlphaSchedule
 from dfkd.engine.distill import StudentConfig, distill
 from dfkd.errors import ConfigError
 from dfkd.methods.direct import Direct
 from dfkd.models.mlp import MLPStack
-from dfkd.run import run_cell, settings_from_dict
+from dfkd.run import run_cell
 
 TINY = ["dataset=cpusmall", "seeds=2", "epochs=4", "steps_per_epoch=2", "teacher.max_epochs=3", "progress=false"]
 VOLATILE = {"created", "wall_time_s", "stack_wall_time_s", "bookkeeping_s", "data_s", "host", "config", "git_commit"}
 
 
 def settings(tmp: Path, mirror, extra=()):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=TINY + [
-            f"results_dir={tmp / 'results'}", f"teacher_dir={tmp / 'teachers'}", f"data_dir={tmp / 'data'}",
-            f"data_mirror={mirror}", *extra])
-    return settings_from_dict(OmegaConf.to_container(cfg, resolve=True))
+    return tiny_settings(tmp, mirror, TINY + list(extra))
 
 
 def stable(path: Path) -> dict:
