@@ -17,13 +17,13 @@ drawing functions here take its numbers (:func:`loss_violins`, :func:`umap_panel
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from dfkd.errors import ConfigError, DataError
+from dfkd.report.tables import load_experiment_objects
 
 KINDS = ("synthetic_grid", "prediction_hist", "trace_curves")
 _REQUIRED = {"synthetic_grid": ("dataset",), "prediction_hist": ("dataset",),
@@ -38,18 +38,8 @@ METHOD_COLORS = {"random": "#7f7f7f", "generator": "#e66100", "direct": "#1f5fbf
 
 def load_figure_specs(experiments_dir=None) -> dict[str, dict]:
     """Discover the ``FIGURE`` dicts in ``experiments/fig*.py``, by name."""
-    if experiments_dir is None:
-        import dfkd
-
-        experiments_dir = Path(dfkd.__file__).resolve().parents[1] / "experiments"
     specs = {}
-    for path in sorted(Path(experiments_dir).glob("fig*.py")):
-        mod_spec = importlib.util.spec_from_file_location(f"_dfkd_experiment_{path.stem}", path)
-        module = importlib.util.module_from_spec(mod_spec)
-        mod_spec.loader.exec_module(module)
-        fig = getattr(module, "FIGURE", None)
-        if fig is None:
-            continue
+    for path, fig in load_experiment_objects("fig*.py", "FIGURE", experiments_dir):
         if fig.get("kind") not in KINDS:
             raise ConfigError(f"{path}: FIGURE lacks a known kind (kinds: {', '.join(KINDS)})")
         missing = [k for k in ("name", "title", "student", "columns") + _REQUIRED[fig["kind"]] if k not in fig]

@@ -80,37 +80,41 @@ def validate_spec(spec: dict, origin: str = "table spec") -> dict:
     return spec
 
 
-def load_table_specs(experiments_dir=None) -> dict[str, dict]:
-    """Discover the table specs in ``experiments/table*.py``.
+def load_experiment_objects(pattern: str, attr: str, experiments_dir=None) -> list[tuple[Path, dict]]:
+    """``(path, module.<attr>)`` for every ``experiments/<pattern>`` file that defines ``attr``.
 
-    Each module is loaded from its file (the folder need not be importable)
-    and its module-level ``TABLE`` read; modules without one are skipped.
+    Each module is loaded from its file (the folder need not be importable;
+    its parent goes on ``sys.path`` so artefact files can share helpers such as
+    ``experiments/_tabular.py``) under a private module name that keeps these
+    data files out of ``sys.modules``' namespace; modules without ``attr`` are skipped.
 
     Args:
         experiments_dir: Folder to scan; default ``experiments/`` at the
             repository root (beside the ``dfkd`` package).
-
-    Returns:
-        ``{name: spec}`` sorted by name.
     """
     if experiments_dir is None:
         import dfkd
 
         experiments_dir = Path(dfkd.__file__).resolve().parents[1] / "experiments"
     experiments_dir = Path(experiments_dir)
-    # Artefact files may share helpers (experiments/_tabular.py): make their package importable.
     root = str(experiments_dir.resolve().parent)
     if root not in sys.path:
         sys.path.insert(0, root)
-    specs = {}
-    for path in sorted(experiments_dir.glob("table*.py")):
-        # A private module name keeps these data files out of sys.modules' namespace.
+    found = []
+    for path in sorted(experiments_dir.glob(pattern)):
         mod_spec = importlib.util.spec_from_file_location(f"_dfkd_experiment_{path.stem}", path)
         module = importlib.util.module_from_spec(mod_spec)
         mod_spec.loader.exec_module(module)
-        table = getattr(module, "TABLE", None)
-        if table is None:
-            continue
+        obj = getattr(module, attr, None)
+        if obj is not None:
+            found.append((path, obj))
+    return found
+
+
+def load_table_specs(experiments_dir=None) -> dict[str, dict]:
+    """The ``TABLE`` specs of ``experiments/table*.py``, validated, as ``{name: spec}`` sorted by name."""
+    specs = {}
+    for path, table in load_experiment_objects("table*.py", "TABLE", experiments_dir):
         validate_spec(table, origin=str(path))
         specs[table["name"]] = table
     return dict(sorted(specs.items()))
@@ -460,15 +464,7 @@ def render_markdown(summary: pd.DataFrame, table_spec: dict, data_status: dict[s
     lines += _md_table(header, body)
 
     fid = fidelity(summary)
-    lines.append("")
-    if fid["n_run"] == 0:
-        lines.append(f"**Fidelity:** no cells run (0 of {fid['n_cells']}).")
-    else:
-        text = (f"**Fidelity:** {fid['within']} of {fid['n_run']} run cells within {Z_FLAG:g} paper stds "
-                f"of the paper's mean ({fid['n_cells'] - fid['n_run']} of {fid['n_cells']} not run).")
-        if fid["outside"]:
-            text += " Outside: " + ", ".join(f"{ds} / {col} ({z:+.1f}σ)" for ds, col, z in fid["outside"]) + "."
-        lines.append(text)
+    lines += ["", _fidelity_line(fid, [f"{ds} / {col} ({z:+.1f}σ)" for ds, col, z in fid["outside"]])]
 
     for label, field in spec.get("extra_fields", []):
         lines += ["", f"## {label}", "", f"Mean of `{field}` over the runs of each cell.", ""]
@@ -573,19 +569,13 @@ def _render_metrics(summary: pd.DataFrame, spec: dict, data_status: dict[str, bo
     lines += _md_table(header, body)
 
     fid = fidelity(summary)
-    lines.append("")
-    if fid["n_run"] == 0:
-        lines.append(f"**Fidelity:** no cells with a paper std run (0 of {fid['n_cells']}).")
-    else:
-        text = (f"**Fidelity:** {fid['within']} of {fid['n_run']} run cells within {Z_FLAG:g} paper stds "
-                f"of the paper's mean ({fid['n_cells'] - fid['n_run']} of {fid['n_cells']} not run or without "
-                f"a paper std).")
-        if fid["outside"]:
-            rows = summary.set_index(["dataset", "column", "metric"])
-            outside = [(ds, col, m, float(rows.loc[(ds, col, m)].z)) for ds, col, m in rows.index
-                       if math.isfinite(rows.loc[(ds, col, m)].z) and abs(rows.loc[(ds, col, m)].z) > Z_FLAG]
-            text += " Outside: " + ", ".join(f"{m} / {col} ({z:+.1f}σ)" for ds, col, m, z in outside) + "."
-        lines.append(text)
+    outside = []
+    if fid["outside"]:
+        rows = summary.set_index(["dataset", "column", "metric"])
+        outside = [f"{m} / {col} ({float(rows.loc[(ds, col, m)].z):+.1f}σ)" for ds, col, m in rows.index
+                   if math.isfinite(rows.loc[(ds, col, m)].z) and abs(rows.loc[(ds, col, m)].z) > Z_FLAG]
+    lines += ["", _fidelity_line(fid, outside, none="no cells with a paper std run",
+                                 not_run="not run or without a paper std")]
 
     if spec.get("claims"):
         lines += ["", "## Claims (SPEC section 5)", ""]
@@ -619,6 +609,15 @@ def _render_metrics(summary: pd.DataFrame, spec: dict, data_status: dict[str, bo
             rows.append(row)
     lines += _md_table((["Dataset"] if multi else []) + ["Metric"] + [label for label, _ in variant_cols], rows)
     return "\n".join(lines) + "\n"
+
+
+def _fidelity_line(fid: dict, outside: list[str], none: str = "no cells run", not_run: str = "not run") -> str:
+    """The table's one-line fidelity summary; ``outside`` names the cells beyond the flag threshold."""
+    if fid["n_run"] == 0:
+        return f"**Fidelity:** {none} (0 of {fid['n_cells']})."
+    text = (f"**Fidelity:** {fid['within']} of {fid['n_run']} run cells within {Z_FLAG:g} paper stds "
+            f"of the paper's mean ({fid['n_cells'] - fid['n_run']} of {fid['n_cells']} {not_run}).")
+    return text + (" Outside: " + ", ".join(outside) + "." if outside else "")
 
 
 def _claim_line(c: dict) -> str:
