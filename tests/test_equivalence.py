@@ -76,3 +76,19 @@ def test_replica_result_does_not_depend_on_stack_company(teachers):
     alone_teacher = MLPStack.from_params([stack.replica_params(1)])
     alone, _, _, _ = distill(alone_teacher, splits[1:2], seeds[1:2], Direct(), AlphaSchedule("decreasing"), STUDENT)
     assert alone[0]["test_rmse"] == pytest.approx(both[1]["test_rmse"], rel=1e-5)
+
+
+def test_matvec_matches_bmm_with_and_without_gradients():
+    from dfkd.models.mlp import _matvec
+
+    gen = torch.Generator().manual_seed(3)
+    a, v = torch.randn(4, 37, 500, generator=gen), torch.randn(4, 500, 1, generator=gen)
+    want = torch.bmm(a.double(), v.double()).float()
+    out = _matvec(a, v)  # numpy path
+    assert out.shape == (4, 37, 1)
+    torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-4)
+    a_grad = a.clone().requires_grad_(True)
+    out = _matvec(a_grad, v)  # autograd path
+    torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-4)
+    out.sum().backward()
+    torch.testing.assert_close(a_grad.grad, v.transpose(1, 2).expand(4, 37, 500))

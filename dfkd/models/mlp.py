@@ -55,6 +55,19 @@ def bmm(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None, alph
     return torch.baddbmm(bias, a, b, alpha=alpha)
 
 
+def _matvec(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Batched matrix-vector product ``a (R, n, k) @ v (R, k, 1)`` -> ``(R, n, 1)``.
+
+    On the CPU, torch's batched matrix-vector paths are slow here (measured for R = 10, n = 50..319,
+    k = 500: ``bmm`` 690 us, ``linalg.vecdot`` 120 us, numpy's ``matmul`` 33 us per call), so plain
+    float32 CPU tensors that need no gradient go through numpy, sharing memory; others use ``vecdot``.
+    """
+    if (a.device.type == "cpu" and a.dtype == torch.float32 and v.dtype == torch.float32
+            and not (a.requires_grad or v.requires_grad)):
+        return torch.from_numpy(np.matmul(a.detach().numpy(), v.detach().numpy()))
+    return torch.linalg.vecdot(a, v.transpose(1, 2)).unsqueeze(-1)
+
+
 def init_mlp_params(d_in: int, hidden: int, d_out: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """Draw one network's parameters as ``nn.Linear`` does by default.
 
@@ -190,8 +203,7 @@ class MLPStack:
         w1, b1, w2, b2 = (self.w1, self.b1, self.w2, self.b2) if flat is None else self.views(flat)
         a1 = tanh_(torch.baddbmm(b1, x, w1))
         if self.d_out == 1:
-            # A batched matrix-vector bmm is ~6x slower on CPU than this row-wise dot product.
-            out = torch.linalg.vecdot(a1, w2.transpose(1, 2)).unsqueeze(-1).add_(b2)
+            out = _matvec(a1, w2).add_(b2)
         else:
             out = bmm(a1, w2, b2).contiguous()
         return (out, Cache(x, a1)) if keep else out
