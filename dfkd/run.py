@@ -600,6 +600,26 @@ def _restore_from_stack_files(cell_dir: Path, paths: dict, hashes: dict, log) ->
         stack_file.unlink(missing_ok=True)
 
 
+def _remove_spent_checkpoints(cell_dir: Path, log) -> None:
+    """Delete checkpoints every one of whose seeds has since finished with the checkpoint's config hash.
+
+    Such files are left by a stack that another grouping of the same seeds finished (say seeds 1-5 checkpointed,
+    then rerun as [1,2,3] and [4,5]); nothing can resume from them. A checkpoint with an unfinished seed may
+    belong to a running worker and is kept, as is one that cannot be read.
+    """
+    for path in sorted(Path(cell_dir).glob(".ckpt-*.pt")):
+        try:
+            key = torch.load(path, map_location="cpu", weights_only=True).get("key") or {}
+            seeds, hashes = list(key["seeds"]), list(key["hashes"])
+        except Exception:  # damaged, foreign, or removed meanwhile: the run that owns it reports it
+            continue
+        finished = [(records.read_record(records.record_path(cell_dir, seed)) or {}).get("config_hash") == h
+                    for seed, h in zip(seeds, hashes)]
+        if seeds and all(finished):
+            path.unlink(missing_ok=True)
+            log(f"removed spent checkpoint {path.name}: its seeds {seeds} have finished")
+
+
 def run_cell(settings: Settings, log=print) -> dict:
     """Distil every pending seed of one cell and write its records.
 
@@ -628,6 +648,7 @@ def run_cell(settings: Settings, log=print) -> dict:
     paths = {s: records.record_path(cell_dir, s) for s in settings.seeds}
     pending = _pending_seeds(settings, paths, hashes, cell_dir, log)
     if not pending:
+        _remove_spent_checkpoints(cell_dir, log)
         log(f"all {len(settings.seeds)} seed(s) already done: skipping")
         return {"status": "skipped", "records": [str(p) for p in paths.values()], "ran": []}
     bookkeeping = time.perf_counter() - t_start
@@ -685,6 +706,7 @@ def run_cell(settings: Settings, log=print) -> dict:
     for rec in recs:
         records.write_json(paths[rec["seed"]], rec)
     stack_file.unlink(missing_ok=True)
+    _remove_spent_checkpoints(cell_dir, log)
     failed = [rec["seed"] for rec in recs if rec["status"] != "ok"]
     ok = [rec["test_rmse"] for rec in recs if rec["status"] == "ok"]
     mae = f", MAE {float(np.mean([r['test_mae'] for r in recs if r['status'] == 'ok'])):.4f}" if image and ok else ""

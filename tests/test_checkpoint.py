@@ -293,7 +293,30 @@ def test_runner_ignores_a_damaged_checkpoint_and_one_of_other_seeds(clean_cell, 
     assert len(damaged) == 1 and mine.name in damaged[0]
     for a, b in zip(summary["records"], done["records"]):
         assert stable(a) == stable(b)
-    assert not mine.exists() and other.exists()
+    # the damaged file was replaced and removed; seed 1's own checkpoint is spent now that seed 1 has finished
+    assert not mine.exists() and not other.exists()
+    assert sum(f"removed spent checkpoint {other.name}: its seeds [1] have finished" in line for line in lines) == 1
+
+
+def test_a_checkpoint_with_an_unfinished_seed_is_kept_and_removed_once_all_have_finished(clean_cell, data_mirror,
+                                                                                       tmp_path, monkeypatch):
+    import shutil
+
+    clean, _ = clean_cell
+    shutil.copytree(clean / "teachers", tmp_path / "teachers")
+    cell = tmp_path / "results/records/cpusmall/mlp50/generator-decreasing"
+    # a stack of seeds 1 and 2 stopped mid-run (as when the seeds are later regrouped, or a worker is still on it)
+    killed_after_checkpoints(monkeypatch, settings_for(tmp_path, data_mirror, [
+        "method=generator", f"checkpoint_every_s={EVERY_EPOCH}"]), n_saves=2)
+    (pair,) = cell.glob(".ckpt-*.pt")
+    run_cell(settings_for(tmp_path, data_mirror, ["method=generator", "seeds=[1]", "checkpoint_every_s=0"]),
+             log=lambda *_: None)
+    assert pair.exists()  # seed 2 has not finished: the file may still be resumed from
+    lines = []
+    run_cell(settings_for(tmp_path, data_mirror, ["method=generator", "seeds=[2]", "checkpoint_every_s=0"]),
+             log=lines.append)
+    assert not pair.exists() and any("removed spent checkpoint" in line for line in lines)
+    assert sorted(p.name for p in cell.glob("seed*.json")) == ["seed01.json", "seed02.json"]
 
 
 def test_a_committed_stack_takes_its_checkpoint_with_it(clean_cell, data_mirror, tmp_path):
