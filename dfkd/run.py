@@ -73,7 +73,8 @@ class Settings:
     resolved: dict = field(default_factory=dict)  # the whole resolved config, kept in every record
 
 
-def _pos_int(cfg: dict, key: str, where: str = "") -> int:
+def pos_int(cfg: dict, key: str, where: str = "") -> int:
+    """``cfg[key]`` as a positive integer, or a one-line ConfigError naming ``where`` + ``key`` and the fix."""
     value = cfg.get(key)
     name = f"{where}{key}"
     if isinstance(value, bool) or value is None:
@@ -113,9 +114,9 @@ def seeds_from(cfg: dict) -> list[int]:
     if isinstance(raw, (list, tuple)):
         if not raw:
             raise ConfigError("seeds is an empty list: give a count (seeds=10) or a list (seeds=[1,2,3])")
-        out = [_pos_int({"seeds": s}, "seeds") if not isinstance(s, int) or s < 0 else s for s in raw]
+        out = [pos_int({"seeds": s}, "seeds") if not isinstance(s, int) or s < 0 else s for s in raw]
         return list(dict.fromkeys(int(s) for s in out))
-    count = _pos_int(cfg, "seeds")
+    count = pos_int(cfg, "seeds")
     first = int(cfg.get("first_seed", 1))
     return list(range(first, first + count))
 
@@ -134,19 +135,19 @@ def settings_from_dict(cfg: dict) -> Settings:
     alpha = AlphaSchedule(schedule=str(al.get("schedule")), value=al.get("value", 0.0))
     batch, rows = cfg.get("batch_size"), cfg.get("rows_per_step")
     if batch not in (None, "auto"):
-        batch = _pos_int(cfg, "batch_size")
+        batch = pos_int(cfg, "batch_size")
     elif rows is not None:  # the paper's rule over another total than 100 (eSol: 10 rows per step)
-        batch = alpha.default_batch_size(_pos_int(cfg, "rows_per_step"))
+        batch = alpha.default_batch_size(pos_int(cfg, "rows_per_step"))
         if batch < 1:
             raise ConfigError(f"rows_per_step={rows} leaves no row per sample set: set rows_per_step=2 or more")
     else:
         batch = 0
     s_arch = str(s.get("arch", "mlp"))
     student = StudentConfig(
-        hidden=_pos_int(s, "hidden", "student.") if s_arch == "mlp" else StudentConfig.hidden,
+        hidden=pos_int(s, "hidden", "student.") if s_arch == "mlp" else StudentConfig.hidden,
         lr=_number(s, "lr", "student.", 0),
-        weight_decay=_number(s, "weight_decay", "student.", 0), epochs=_pos_int(cfg, "epochs"),
-        steps_per_epoch=_pos_int(cfg, "steps_per_epoch"), batch_size=batch,
+        weight_decay=_number(s, "weight_decay", "student.", 0), epochs=pos_int(cfg, "epochs"),
+        steps_per_epoch=pos_int(cfg, "steps_per_epoch"), batch_size=batch,
         arch=s_arch, loss=str(s.get("loss", "mse")),
         arch_params={} if s_arch == "mlp" else _mapping(s, "params", "student."),
         eval_chunk=int(s.get("eval_chunk", 0) or 0))
@@ -170,7 +171,7 @@ def settings_from_dict(cfg: dict) -> Settings:
         student_name=str(s.get("name", f"mlp{student.hidden}")), student=student,
         method_name=method_name, method_target=target, method_params=meth,
         alpha_name=str(al.get("name", alpha.label)), alpha=alpha,
-        n_train=_pos_int(cfg, "n_train"), val_fraction=val_fraction,
+        n_train=pos_int(cfg, "n_train"), val_fraction=val_fraction,
         experiment=str(cfg.get("experiment_name", "adhoc")),
         results_dir=Path(cfg.get("results_dir", "results")), teacher_dir=Path(cfg.get("teacher_dir", "cache/teachers")),
         data_dir=Path(cfg.get("data_dir", "data")), data_mirror=cfg.get("data_mirror") or None,
@@ -188,7 +189,7 @@ def _subset(cfg: dict, dataset: dict) -> dict:
     raw = cfg.get("subset") or {}
     if not isinstance(raw, dict) or set(raw) - {"train", "test"}:
         raise ConfigError(f"subset must be a mapping with keys train and test, got {raw!r}")
-    out = {k: (None if raw.get(k) is None else _pos_int(raw, k, "subset.")) for k in ("train", "test")}
+    out = {k: (None if raw.get(k) is None else pos_int(raw, k, "subset.")) for k in ("train", "test")}
     if any(v is not None for v in out.values()) and not is_image_dataset(dataset):
         raise ConfigError(f"subset.train/subset.test apply to image datasets only; for dataset "
                           f"{dataset.get('name')} use n_train and val_fraction")
@@ -219,15 +220,15 @@ def _teacher_config(t: dict):
     t_arch = str(t.get("arch", "mlp"))
     if t_arch == "mlp":
         return TeacherConfig(
-            hidden=_pos_int(t, "hidden", "teacher."), lr=_number(t, "lr", "teacher.", 0),
-            weight_decay=_number(t, "weight_decay", "teacher.", 0), batch_size=_pos_int(t, "batch_size", "teacher."),
-            max_epochs=_pos_int(t, "max_epochs", "teacher."), stop_after=_pos_int(t, "stop_after", "teacher."),
+            hidden=pos_int(t, "hidden", "teacher."), lr=_number(t, "lr", "teacher.", 0),
+            weight_decay=_number(t, "weight_decay", "teacher.", 0), batch_size=pos_int(t, "batch_size", "teacher."),
+            max_epochs=pos_int(t, "max_epochs", "teacher."), stop_after=pos_int(t, "stop_after", "teacher."),
             plateau_factor=_number(t, "plateau_factor", "teacher.", 0),
-            plateau_patience=_pos_int(t, "plateau_patience", "teacher."))
+            plateau_patience=pos_int(t, "plateau_patience", "teacher."))
     return CNNTeacherConfig(
         arch=t_arch, arch_params=_mapping(t, "params", "teacher."), lr=_number(t, "lr", "teacher.", 0),
-        weight_decay=_number(t, "weight_decay", "teacher.", 0), batch_size=_pos_int(t, "batch_size", "teacher."),
-        epochs=_pos_int(t, "epochs", "teacher."), loss=str(t.get("loss", "logcosh")),
+        weight_decay=_number(t, "weight_decay", "teacher.", 0), batch_size=pos_int(t, "batch_size", "teacher."),
+        epochs=pos_int(t, "epochs", "teacher."), loss=str(t.get("loss", "logcosh")),
         seed=int(t.get("seed", 0)), eval_chunk=int(t.get("eval_chunk", 200)))
 
 
@@ -404,13 +405,13 @@ def get_teachers(settings: Settings, seeds: list[int], splits, device, log=print
                     f"(or drop train_teachers_if_missing=false)")
             idx = [seeds.index(s) for s in todo]
             log(f"[{name}] training {len(todo)} teacher(s) (seeds {todo[0]}..{todo[-1]}) in one stack")
-            bar = _bar(settings, settings.teacher.max_epochs, f"{name} teachers")
+            bar = progress_bar(settings, settings.teacher.max_epochs, f"{name} teachers")
             stack, infos = train_teachers([splits[i] for i in idx], todo, settings.teacher, device,
                                           progress=_teacher_progress(bar))
             if bar is not None:
                 bar.close()
             for r, seed in enumerate(todo):
-                meta = dict(expect(seed), **infos[r], created=_now(), git_commit=records.git_commit())
+                meta = dict(expect(seed), **infos[r], created=now_utc(), git_commit=records.git_commit())
                 cache.save_teacher(paths[seed], stack.replica_params(r), meta)
     loaded = [cache.load_teacher(paths[s], expect(s)) for s in seeds]
     stack = MLPStack.from_params([p for p, _ in loaded], device=device)
@@ -441,7 +442,7 @@ def get_image_teacher(settings: Settings, seeds: list[int], splits, device, log=
                                          f"(or drop train_teachers_if_missing=false)")
             n = splits[0].X_train.shape[0]
             log(f"[{name}] training the {cfg.arch} teacher (seed {cfg.seed}) on {n} images for {cfg.epochs} epochs")
-            bar = _bar(settings, cfg.epochs, f"{name} teacher")
+            bar = progress_bar(settings, cfg.epochs, f"{name} teacher")
 
             def progress(epoch, best):
                 if bar is not None:
@@ -452,18 +453,20 @@ def get_image_teacher(settings: Settings, seeds: list[int], splits, device, log=
                 bar.close()
             log(f"[{name}] teacher: test MAE {infos[0]['test_mae']:.4f}, RMSE {infos[0]['test_rmse']:.4f} "
                 f"(paper 0.157 / 0.165), best epoch {infos[0]['best_epoch'] + 1} of {cfg.epochs}")
-            meta = dict(expect, **infos[0], created=_now(), git_commit=records.git_commit())
+            meta = dict(expect, **infos[0], created=now_utc(), git_commit=records.git_commit())
             cache.save_teacher(path, stack.replica_params(0), meta)
     params, meta = cache.load_teacher(path, expect, mlp_shape=False)
     stack = CNNStack.from_params([params] * len(seeds), device=device, input_shape=shape, **cfg.arch_params)
     return stack, [meta] * len(seeds)
 
 
-def _now() -> str:
+def now_utc() -> str:
+    """The current UTC time in ISO format, to the second (records' ``created``)."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _bar(settings: Settings, total: int, desc: str):
+def progress_bar(settings: Settings, total: int, desc: str):
+    """A tqdm bar of ``total`` epochs, or None when ``settings.progress`` is off."""
     if not settings.progress:
         return None
     from tqdm import tqdm
@@ -492,7 +495,8 @@ def _bar_resume(bar):
     return resume
 
 
-def _student_progress(bar, every: int = 25):
+def student_progress(bar, every: int = 25):
+    """The engine's progress callback for ``bar`` (None when there is no bar)."""
     if bar is None:
         return None
 
@@ -551,7 +555,7 @@ def _cell_logger(log, cell_dir: Path):
         log(message)
         try:
             with open(path, "a") as fh:
-                fh.write(f"[{_now()}] {message}\n")
+                fh.write(f"[{now_utc()}] {message}\n")
         except OSError:
             pass  # the log is a convenience; the record is the result
     return emit
@@ -664,7 +668,7 @@ def run_cell(settings: Settings, log=print) -> dict:
     teacher, tinfo = get_teachers(settings, pending, splits, device, log)
     method = build_method(settings)
     log(f"distilling seeds {pending} (R={len(pending)}) on {device} (m={batch}, {settings.student.epochs} epochs)")
-    bar = _bar(settings, settings.student.epochs, f"{label} R={len(pending)}")
+    bar = progress_bar(settings, settings.student.epochs, f"{label} R={len(pending)}")
     key = _stack_key(pending, hashes)
     # Mid-run checkpoints: one file per stack (its seeds and their hashes), resumed from on a rerun.
     checkpoint = Checkpoint(_checkpoint_path(cell_dir, key), settings.checkpoint_every_s,
@@ -673,7 +677,7 @@ def run_cell(settings: Settings, log=print) -> dict:
     t0 = time.perf_counter()
     image = is_image_dataset(settings.dataset)
     results, traces, _, _ = distill(teacher, splits, pending, method, settings.alpha, settings.student, device,
-                                    progress=_student_progress(bar), context=context,
+                                    progress=student_progress(bar), context=context,
                                     keep_samples=settings.synthetic_samples if image else 0, checkpoint=checkpoint)
     queries = getattr(teacher, "queries", None)  # rows asked of a black-box teacher, per replica
     if bar is not None:
@@ -744,7 +748,7 @@ def _record(settings: Settings, seed: int, res: dict, tinfo: dict, config_hash: 
         "config_hash": config_hash, "teacher_key": teacher_key(settings), "git_commit": records.git_commit(),
         "device": str(device), "threads": torch.get_num_threads(), "host": platform.node(),
         "torch_version": torch.__version__, "numpy_version": np.__version__,
-        "python_version": platform.python_version(), "created": _now(),
+        "python_version": platform.python_version(), "created": now_utc(),
         "data_sha256": data_fingerprint(settings), "method_params": settings.method_params,
         "alpha_schedule": settings.alpha.schedule, "alpha_value": float(settings.alpha.value),
         "trace_file": trace_path.name, "config": settings.resolved,

@@ -35,7 +35,7 @@ from dfkd.engine.snapshots import check_snapshots, probe_snapshots
 from dfkd.errors import ConfigError
 from dfkd.methods.base import Context
 from dfkd.models.blackbox import BlackBoxConfig
-from dfkd.run import (_bar, _now, _pos_int, _student_progress, build_method, cell_hash, check_writable,
+from dfkd.run import (progress_bar, now_utc, pos_int, student_progress, build_method, cell_hash, check_writable,
                       get_teachers, is_image_dataset, load_data, resolve_device, settings_from_dict)
 
 FIGURES = ("fig5", "fig6")
@@ -92,7 +92,7 @@ def study_options(cfg: dict, settings) -> StudyOptions:
         target = params.pop("_target_")
         params.pop("name", None)
         parsed[str(key)] = (str(target), params)
-    rows = _pos_int(cfg, "rows")
+    rows = pos_int(cfg, "rows")
     if "de" in parsed and rows < 5:
         raise ConfigError(f"rows={rows} is below differential evolution's smallest population: set rows=5 or more")
     figures = cfg.get("figures") or []
@@ -112,7 +112,7 @@ def study_options(cfg: dict, settings) -> StudyOptions:
         raise ConfigError(f"umap must be a mapping of umap.UMAP settings, got {umap!r}")
     return StudyOptions(
         snapshots=check_snapshots(cfg.get("snapshots"), settings.student.epochs), rows=rows,
-        real_rows=_pos_int(cfg, "real_rows"), de_box=de_box, umap=dict(umap), figures=figures,
+        real_rows=pos_int(cfg, "real_rows"), de_box=de_box, umap=dict(umap), figures=figures,
         figures_dir=Path(cfg.get("figures_dir") or settings.results_dir / "figures"),
         study_dir=Path(cfg.get("study_dir") or settings.results_dir / "study"),
         recompute=bool(cfg.get("recompute", False)), probes=parsed)
@@ -180,9 +180,9 @@ def compute(settings, opts: StudyOptions, log=print) -> dict:
     contexts = {key: Context(context.input_shape, context.sampler, box) for key in probes if key == "de"}
     log(f"[{name}] study: student {settings.student_name} seed {seeds[0]}, {settings.student.epochs} epochs of random "
         f"sampling; probes {', '.join(probes)} draw {opts.rows} rows at epochs {opts.snapshots}")
-    bar = _bar(settings, settings.student.epochs, f"{name} study")
+    bar = progress_bar(settings, settings.student.epochs, f"{name} study")
     snaps, _ = probe_snapshots(teacher, splits, seeds, probes, opts.snapshots, opts.rows, settings.student, device,
-                               context, contexts, progress=_student_progress(bar))
+                               context, contexts, progress=student_progress(bar))
     if bar is not None:
         bar.close()
     t_probe = time.perf_counter() - t0
@@ -213,7 +213,7 @@ def compute(settings, opts: StudyOptions, log=print) -> dict:
             "val_rmse": {str(s.epoch): float(s.val_rmse[0]) for s in snaps},
             "teacher_test_rmse": float(tinfo[0]["test_rmse"]), "probes": {k: list(v) for k, v in opts.probes.items()},
             "de_box": opts.de_box, "umap": opts.umap, "probe_s": round(t_probe, 1),
-            "wall_s": round(time.perf_counter() - t0, 1), "created": _now(), "git_commit": records.git_commit(),
+            "wall_s": round(time.perf_counter() - t0, 1), "created": now_utc(), "git_commit": records.git_commit(),
             "device": str(device)}
     log(f"[{name}] study: trained and probed in {t_probe:.0f} s, embedded in {meta['wall_s'] - t_probe:.0f} s")
     return {"losses": pd.concat(losses, ignore_index=True), "umap": pd.concat(points, ignore_index=True),

@@ -457,9 +457,7 @@ def render_markdown(summary: pd.DataFrame, table_spec: dict, data_status: dict[s
     body = []
     for dataset in spec["datasets"]:
         d = summary[summary["dataset"] == dataset]
-        no_records = int((d["n_ok"] + d["n_failed"]).sum()) == 0
-        not_run = "not run (data missing)" if no_records and data_status.get(dataset, True) is False \
-            else "not run"
+        not_run = _not_run_text(d, data_status.get(dataset, True))
         body.append([dataset] + [_cell(by.loc[(dataset, label)], not_run) for label, _ in spec["columns"]])
     lines += _md_table(header, body)
 
@@ -560,9 +558,7 @@ def _render_metrics(summary: pd.DataFrame, spec: dict, data_status: dict[str, bo
     for dataset in spec["datasets"]:
         for metric, _ in spec["metrics"]:
             d = summary[(summary["dataset"] == dataset) & (summary["metric"] == metric)]
-            no_records = int((d["n_ok"] + d["n_failed"]).sum()) == 0
-            not_run = "not run (data missing)" if no_records and data_status.get(dataset, True) is False \
-                else "not run"
+            not_run = _not_run_text(d, data_status.get(dataset, True))
             by = d.set_index("column")
             cells = [_metric_cell(by.loc[label], not_run) for label, _ in spec["columns"]]
             body.append(([dataset] if multi else []) + [metric] + cells)
@@ -609,6 +605,13 @@ def _render_metrics(summary: pd.DataFrame, spec: dict, data_status: dict[str, bo
             rows.append(row)
     lines += _md_table((["Dataset"] if multi else []) + ["Metric"] + [label for label, _ in variant_cols], rows)
     return "\n".join(lines) + "\n"
+
+
+def _not_run_text(rows: pd.DataFrame, data_available: bool) -> str:
+    """What an empty cell of a dataset says: "not run (data missing)" when none of the dataset's ``rows``
+    (summary rows) has a record and its data file is known to be absent, else "not run"."""
+    no_records = int((rows["n_ok"] + rows["n_failed"]).sum()) == 0
+    return "not run (data missing)" if no_records and data_available is False else "not run"
 
 
 def _fidelity_line(fid: dict, outside: list[str], none: str = "no cells run", not_run: str = "not run") -> str:
