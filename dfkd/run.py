@@ -673,7 +673,7 @@ def run_cell(settings: Settings, log=print) -> dict:
     # Mid-run checkpoints: one file per stack (its seeds and their hashes), resumed from on a rerun.
     checkpoint = Checkpoint(_checkpoint_path(cell_dir, key), settings.checkpoint_every_s,
                             key={"seeds": pending, "hashes": [hashes[s] for s in pending]}, log=log,
-                            on_resume=_bar_resume(bar))
+                            on_resume=_bar_resume(bar), commit=records.git_commit())
     t0 = time.perf_counter()
     image = is_image_dataset(settings.dataset)
     results, traces, _, _ = distill(teacher, splits, pending, method, settings.alpha, settings.student, device,
@@ -695,6 +695,8 @@ def run_cell(settings: Settings, log=print) -> dict:
         rec = _record(settings, seed, res, tinfo[r], hashes[seed], device, wall, len(pending), trace_path)
         if queries is not None:
             rec["teacher_queries"] = int(queries[r])
+        if checkpoint.resumed_epoch is not None:  # trained in several runs: which code trained which epochs
+            rec["training_segments"] = checkpoint.segments
         if image:
             rec.update(student_loss=settings.student.loss, subset=settings.subset,
                        n_train_images=int(splits[0].X_train.shape[0]), n_val_images=int(splits[0].X_val.shape[0]),

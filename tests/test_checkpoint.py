@@ -194,6 +194,27 @@ def test_damaged_foreign_or_unfitting_checkpoints_are_reported_and_ignored(tmp_p
     same_run(distill(teacher, splits, SEEDS, Direct(), AlphaSchedule("decreasing"), cfg4), out)
 
 
+def test_resumes_keep_which_commit_trained_which_epochs(tmp_path):
+    path = tmp_path / "ck.pt"
+    first = Checkpoint(path, 0, key="k", commit="aaa")
+    assert first.segments == [{"from_epoch": 0, "git_commit": "aaa"}]
+    first.save({"epoch": 4})
+    lines = []
+    second = Checkpoint(path, 0, key="k", log=lines.append, commit="bbb")
+    second.resumed(second.load(), [1, 2])
+    assert second.segments == [{"from_epoch": 0, "git_commit": "aaa"}, {"from_epoch": 4, "git_commit": "bbb"}]
+    assert len(lines) == 1 and "written by commit aaa; now bbb" in lines[0]
+    second.save({"epoch": 9})
+    third = Checkpoint(path, 0, key="k", log=lines.append, commit="bbb")
+    third.resumed(third.load(), [1, 2])
+    assert [s["from_epoch"] for s in third.segments] == [0, 4, 9] and "now bbb" not in lines[-1]
+    # a file from before segments were kept: its earlier code is unknown
+    torch.save({k: v for k, v in torch.load(path, weights_only=True).items() if k != "segments"}, path)
+    old = Checkpoint(path, 0, key="k", log=lines.append, commit="ccc")
+    old.resumed(old.load(), [1, 2])
+    assert old.segments == [{"from_epoch": 0, "git_commit": "unknown"}, {"from_epoch": 9, "git_commit": "ccc"}]
+
+
 def test_checkpoint_timing_follows_every_s(tmp_path):
     ckpt = Checkpoint(tmp_path / "ck.pt", 0)
     assert not ckpt.due()
@@ -209,7 +230,8 @@ def test_checkpoint_timing_follows_every_s(tmp_path):
 # -- the runner: file name, resume line, removal, hashes ----------------------------------------------------
 TINY = ["dataset=cpusmall", "seeds=2", "epochs=6", "steps_per_epoch=2", "teacher.max_epochs=3", "progress=false",
         "threads=1"]
-VOLATILE = {"created", "wall_time_s", "stack_wall_time_s", "bookkeeping_s", "data_s", "host", "config", "git_commit"}
+VOLATILE = {"created", "wall_time_s", "stack_wall_time_s", "bookkeeping_s", "data_s", "host", "config", "git_commit",
+            "training_segments"}
 
 
 def settings_for(tmp: Path, mirror, extra=()):
@@ -267,6 +289,9 @@ def test_runner_resumes_a_killed_stack_to_identical_records_and_removes_the_chec
     assert not list(cell.glob(".ckpt-*")) and not list(cell.glob(".stack-*"))
     rec = json.loads(Path(done["records"][0]).read_text())
     assert rec["bookkeeping_s"] > 0 and rec["config"]["checkpoint_every_s"] == EVERY_EPOCH
+    assert rec["training_segments"] == [{"from_epoch": 0, "git_commit": rec["git_commit"]},
+                                        {"from_epoch": 3, "git_commit": rec["git_commit"]}]
+    assert "training_segments" not in json.loads(Path(summary["records"][0]).read_text())  # one run: no segments
 
 
 def test_runner_ignores_a_damaged_checkpoint_and_one_of_other_seeds(clean_cell, data_mirror, tmp_path,

@@ -78,6 +78,8 @@ class Checkpoint:
             key is not used.
         log: where the one-line messages go (resuming, a damaged or foreign file, a failed save).
         on_resume: optional callable ``(epoch)`` told the epoch training resumes at (e.g. to move a progress bar).
+        commit: the code version doing the training (the runner passes the git commit); saved in the file, so a
+            stack resumed across code changes can say which versions trained which epochs (:attr:`segments`).
 
     Attributes:
         seconds: time spent reading and writing the file in this process (the runner counts it as
@@ -85,10 +87,14 @@ class Checkpoint:
         prior_s: training time of the run(s) before the epoch resumed from (0 when starting fresh).
         resumed_epoch: the epoch training resumed at, or None.
         saves: files written in this process.
+        segments: ``[{"from_epoch": e, "git_commit": c}, ...]``, the runs that trained this stack so far, oldest
+            first; one entry (this run, from epoch 0) unless it resumed.
     """
 
-    def __init__(self, path, every_s: float = 300.0, key=None, log=print, on_resume=None):
+    def __init__(self, path, every_s: float = 300.0, key=None, log=print, on_resume=None, commit: str = "unknown"):
         self.path = Path(path)
+        self.commit = commit
+        self.segments = [{"from_epoch": 0, "git_commit": commit}]
         self.on_resume = on_resume
         self.every_s = float(every_s)
         self.key = key
@@ -135,8 +141,14 @@ class Checkpoint:
         """Note (and log in one line) that the stack of ``seeds`` continues from ``state``."""
         self.resumed_epoch = int(state["epoch"])
         self.prior_s = float(state.get("elapsed_s", 0.0))
+        earlier = state.get("segments")  # absent in files written before segments were kept
+        earlier = earlier if isinstance(earlier, list) else [{"from_epoch": 0, "git_commit": "unknown"}]
+        self.segments = earlier + [{"from_epoch": self.resumed_epoch, "git_commit": self.commit}]
+        changed = earlier[-1].get("git_commit") != self.commit
         self.log(f"resuming seeds {list(seeds)} from epoch {self.resumed_epoch} "
-                 f"(checkpoint of {state.get('saved_at', 'unknown time')})")
+                 f"(checkpoint of {state.get('saved_at', 'unknown time')}"
+                 + (f", written by commit {earlier[-1].get('git_commit')}; now {self.commit}" if changed else "")
+                 + ")")
         if self.on_resume is not None:
             self.on_resume(self.resumed_epoch)
 
@@ -146,7 +158,7 @@ class Checkpoint:
         t0 = time.perf_counter()
         try:
             buf = io.BytesIO()
-            torch.save({"format": FORMAT, "version": VERSION, "key": self.key,
+            torch.save({"format": FORMAT, "version": VERSION, "key": self.key, "segments": self.segments,
                         "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **state}, buf)
             atomic_write_bytes(self.path, buf.getvalue())
             self.saves += 1
