@@ -310,3 +310,13 @@ def test_cli_unknown_table_is_one_line_error(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error:") and "table99" in lines[0]
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_tables_and_figures_are_listed_in_numeric_order():
+    from dfkd.report.figures import load_figure_specs
+    from dfkd.report.tables import load_table_specs, natural_key
+
+    assert sorted(["fig10", "fig5", "fig9", "table6", "table10"], key=natural_key) == \
+        ["fig5", "fig9", "fig10", "table6", "table10"]
+    assert list(load_figure_specs()) == [f"fig{i}" for i in range(7, 11)]  # figs 5-6: the study
+    assert list(load_table_specs()) == ["table3", "table4", "table5", "table6"]

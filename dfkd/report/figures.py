@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from dfkd.errors import ConfigError, DataError
-from dfkd.report.tables import load_experiment_objects
+from dfkd.report.tables import load_experiment_objects, natural_key
 
 KINDS = ("synthetic_grid", "prediction_hist", "trace_curves")
 _REQUIRED = {"synthetic_grid": ("dataset",), "prediction_hist": ("dataset",),
@@ -46,7 +46,7 @@ def load_figure_specs(experiments_dir=None) -> dict[str, dict]:
         if missing:
             raise ConfigError(f"{path}: FIGURE of kind {fig['kind']} lacks {', '.join(missing)}")
         specs[fig["name"]] = fig
-    return dict(sorted(specs.items()))
+    return {name: specs[name] for name in sorted(specs, key=natural_key)}
 
 
 def synthetic_batches(df: pd.DataFrame, spec: dict) -> dict[str, dict]:

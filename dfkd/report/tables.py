@@ -16,6 +16,7 @@ cell in a section of their own (Table 6: the teacher queries per run).
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 import math
 import os
@@ -111,13 +112,18 @@ def load_experiment_objects(pattern: str, attr: str, experiments_dir=None) -> li
     return found
 
 
+def natural_key(name: str) -> list:
+    """Sort key that orders numbered names by number: fig5, fig9, fig10 (not fig10, fig5, fig9)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
 def load_table_specs(experiments_dir=None) -> dict[str, dict]:
     """The ``TABLE`` specs of ``experiments/table*.py``, validated, as ``{name: spec}`` sorted by name."""
     specs = {}
     for path, table in load_experiment_objects("table*.py", "TABLE", experiments_dir):
         validate_spec(table, origin=str(path))
         specs[table["name"]] = table
-    return dict(sorted(specs.items()))
+    return {name: specs[name] for name in sorted(specs, key=natural_key)}
 
 
 # ----------------------------------------------------------------------- summarize
