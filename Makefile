@@ -18,7 +18,7 @@ MNIST_CPU_HOURS := 10.6
 ESOL_CPU_HOURS := 4
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup data teachers table3 table4 table5 table5-cpu table6 fig5 fig6 fig7 fig8 fig9 fig10 figures tables quick reproduce bench test test-all clean-quick
+.PHONY: help setup data teachers table3 table4 table5 table5-cpu table6 fig5 fig6 fig7 fig8 fig9 fig10 figures tables quick reproduce bench status test test-all clean-quick
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -113,6 +113,9 @@ reproduce: data ## The full protocol: teachers, Tables 3, 4, 6 and 5, Figures 5-
 
 bench: $(STAMP) ## Print engine speed: batched vs one-model loop, GFLOP/s vs a plain matmul; eSol DE batched vs per candidate
 	DFKD_DATA_MIRROR="$(MIRROR)" $(PY) -m dfkd.bench
+
+status: $(STAMP) ## Where long runs stand: stacks in training (epoch, time left at their pace), failed runs
+	$(PY) -m dfkd.status
 
 test: $(STAMP) ## Run the test suite (CPU, a few minutes)
 	$(PY) -m pytest -q
