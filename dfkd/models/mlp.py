@@ -64,7 +64,8 @@ def _matvec(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """
     if (a.device.type == "cpu" and a.dtype == torch.float32 and v.dtype == torch.float32
             and not (a.requires_grad or v.requires_grad)):
-        return torch.from_numpy(np.matmul(a.detach().numpy(), v.detach().numpy()))
+        with np.errstate(all="ignore"):  # a diverged replica's NaN/inf is the engine's to detect, silently here
+            return torch.from_numpy(np.matmul(a.detach().numpy(), v.detach().numpy()))
     return torch.linalg.vecdot(a, v.transpose(1, 2)).unsqueeze(-1)
 
 
