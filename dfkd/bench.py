@@ -4,8 +4,9 @@ For each dataset and variant: student-epochs per second of the batched engine
 (R replicas in one stack) and of the one-model reference loop, their ratio, and
 the batched engine's matmul GFLOP/s beside a plain large matmul measured in the
 same run, and the ratio's ceiling: what batched/loop would be if the batched
-engine's matmuls ran at the plain matmul rate and nothing else cost any time. Inputs have the real datasets' shapes (features, validation rows);
-the teacher's weights are random, which changes no cost. All timings are CPU
+engine's matmuls ran at the plain matmul rate and nothing else cost any time.
+Inputs have the real datasets' shapes (features, validation rows); the
+teacher's weights are random, which changes no cost. All timings are CPU
 seconds of one single-threaded process (``time.process_time``), batched and loop
 measured in turn three times, the best of each kept, so they compare as ratios
 even on a shared, noisy machine.

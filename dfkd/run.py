@@ -24,7 +24,7 @@ import torch
 from dfkd import records
 from dfkd.engine import cache
 from dfkd.engine.alpha import AlphaSchedule
-from dfkd.engine.checkpoint import Checkpoint
+from dfkd.engine.checkpoint import Checkpoint, read_checkpoint
 from dfkd.engine.distill import StudentConfig, distill
 from dfkd.engine.perf import tune_process
 from dfkd.engine.supervised import CNNTeacherConfig, train_supervised
@@ -613,7 +613,7 @@ def _remove_spent_checkpoints(cell_dir: Path, log) -> None:
     """
     for path in sorted(Path(cell_dir).glob(".ckpt-*.pt")):
         try:
-            key = torch.load(path, map_location="cpu", weights_only=True).get("key") or {}
+            key = read_checkpoint(path)["key"]
             seeds, hashes = list(key["seeds"]), list(key["hashes"])
         except Exception:  # damaged, foreign, or removed meanwhile: the run that owns it reports it
             continue

@@ -16,9 +16,8 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-import torch
-
 from dfkd import records
+from dfkd.engine.checkpoint import read_checkpoint
 
 
 def _hours(seconds: float) -> str:
@@ -28,7 +27,7 @@ def _hours(seconds: float) -> str:
 def checkpoint_info(path: Path) -> dict | None:
     """Seeds, epoch, epochs, training seconds and save time of a stack checkpoint, or None if unreadable."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_checkpoint(path)
         return {"seeds": list(state["key"]["seeds"]), "epoch": int(state["epoch"]), "epochs": int(state["epochs"]),
                 "elapsed_s": float(state.get("elapsed_s", 0.0)), "saved_at": state.get("saved_at", "unknown")}
     except Exception:  # damaged, foreign or removed meanwhile: the run that owns it reports it

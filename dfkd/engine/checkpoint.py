@@ -68,6 +68,21 @@ def set_generator_states(gens, states) -> None:
         g.set_state(s)
 
 
+def read_checkpoint(path) -> dict:
+    """A checkpoint file's contents (its ``key``, ``epoch``, ``epochs``, ``elapsed_s``, ``saved_at``, ...).
+
+    Raises:
+        Exception: whatever reading raises for a missing, damaged or foreign file, or ``ValueError`` for a file of
+            another format or version.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ValueError("not a dfkd stack checkpoint")
+    if state.get("version") != VERSION:
+        raise ValueError(f"format version {state.get('version')!r}, this code reads {VERSION}")
+    return state
+
+
 class Checkpoint:
     """One stack's checkpoint file and the policy of when to write it.
 
@@ -117,11 +132,7 @@ class Checkpoint:
             if not self.path.exists():
                 return None
             try:
-                state = torch.load(self.path, map_location="cpu", weights_only=True)
-                if not isinstance(state, dict) or state.get("format") != FORMAT:
-                    raise ValueError("not a dfkd stack checkpoint")
-                if state.get("version") != VERSION:
-                    raise ValueError(f"format version {state.get('version')!r}, this code reads {VERSION}")
+                state = read_checkpoint(self.path)
             except Exception as exc:  # any damage: report, start over, never crash a run
                 self.log(f"checkpoint {self.path.name} is damaged or unreadable ({_one_line(exc)}): ignored, "
                          f"starting over")
