@@ -4,7 +4,11 @@ For each dataset and variant: student-epochs per second of the batched engine
 (R replicas in one stack) and of the one-model reference loop, their ratio, and
 the batched engine's matmul GFLOP/s beside a plain large matmul measured in the
 same run, and the ratio's ceiling: what batched/loop would be if the batched
-engine's matmuls ran at the plain matmul rate and nothing else cost any time.
+engine's matmuls ran at the plain matmul rate and nothing else cost any time;
+and its data cap: what batched/loop would be if the students' own training,
+validation and bookkeeping cost nothing, so that only the synthetic inputs and
+their teacher labels (generator or input updates, forward passes, random draws)
+remained, timed alone with the same shapes and draws.
 Inputs have the real datasets' shapes (features, validation rows); the
 teacher's weights are random, which changes no cost. All timings are CPU
 seconds of one single-threaded process (``time.process_time``), batched and loop
@@ -46,9 +50,10 @@ from dfkd.data.registry import load_spec
 from dfkd.data.split import Split
 from dfkd.engine import rng
 from dfkd.engine.alpha import AlphaSchedule
-from dfkd.engine.distill import StudentConfig, distill
+from dfkd.engine.distill import StudentConfig, distill, synthetic_batch
 from dfkd.engine.perf import tune_process
 from dfkd.engine.reference import distill_reference
+from dfkd.methods.base import default_context
 from dfkd.models.mlp import MLPStack, mlp_module
 
 VARIANTS = {
@@ -137,6 +142,29 @@ def time_batched(teacher, splits, seeds, variant, epochs):
     method, params, alpha = VARIANTS[variant]
     t0 = time.process_time()
     distill(teacher, splits, seeds, _build(method, params), alpha, StudentConfig(epochs=epochs))
+    return len(seeds) * epochs / (time.process_time() - t0)
+
+
+def time_synthetic(teacher, splits, seeds, variant, epochs):
+    """Student-epochs per CPU second of the batched engine's synthetic data alone: each epoch's method update and
+    every step's inputs and teacher labels (:func:`dfkd.engine.distill.synthetic_batch`), with the students left
+    untrained, never validated and no bookkeeping. The engine cannot run faster than this with the same draws."""
+    method, params, alpha = VARIANTS[variant]
+    cfg = StudentConfig(epochs=epochs)
+    context = default_context(teacher)
+    student = cfg.build(context.input_shape, rng.generators(seeds, "student_init"))
+    noise = rng.generators(seeds, "noise")
+    meth = _build(method, params)
+    meth.bind(teacher.freeze(), student, seeds, "cpu", context)
+    meth.set_noise(noise)
+    m = alpha.default_batch_size()
+    t0 = time.process_time()
+    for epoch in range(epochs):
+        a = alpha(epoch, epochs)
+        if a > 0:
+            meth.start_epoch(epoch, m)
+        for _ in range(cfg.steps_per_epoch):
+            teacher.predict(synthetic_batch(meth, context, noise, a, m, "cpu")[0])
     return len(seeds) * epochs / (time.process_time() - t0)
 
 
@@ -426,7 +454,7 @@ def main(argv=None) -> int:
     base = rates["1 thread (CPU time)"]
     print()
     header = (f"{'dataset':10s} {'variant':22s} {'batched ep/s':>13s} {'loop ep/s':>10s} {'ratio':>7s} "
-              f"{'GFLOP/s':>8s} {'% matmul':>9s} {'ceiling':>8s}")
+              f"{'GFLOP/s':>8s} {'% matmul':>9s} {'ceiling':>8s} {'data cap':>9s}")
     print(header)
     print("-" * len(header))
     for dataset in ([] if args.datasets == "none" else args.datasets.split(",")):
@@ -436,9 +464,11 @@ def main(argv=None) -> int:
         for variant in variants:
             batched, loop = compare(teacher, splits, seeds, variant, args.seconds)
             gflops = batched_flops_per_epoch(teacher, splits, seeds, variant) * batched / len(seeds) / 1e9
+            synthetic = max(time_synthetic(teacher, splits, seeds, variant, max(3, int(2 * batched / len(seeds))))
+                            for _ in range(3))
             print(f"{dataset:10s} {variant:22s} {batched:13.1f} {loop:10.1f} {batched / loop:6.1f}x "
-                  f"{gflops:8.1f} {100 * gflops / base:8.0f}% {ratio_ceiling(batched, loop, gflops, base):7.1f}x",
-                  flush=True)
+                  f"{gflops:8.1f} {100 * gflops / base:8.0f}% {ratio_ceiling(batched, loop, gflops, base):7.1f}x "
+                  f"{synthetic / loop:8.1f}x", flush=True)
     if mnist:
         bench_mnist(mnist, args.mnist_replicas, args.mnist_epochs)
     if args.protein:

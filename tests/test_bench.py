@@ -38,3 +38,24 @@ def test_bench_prints_a_row_per_variant_with_ratio_and_ceiling(capsys, monkeypat
         assert batched > 0 and loop > 0
         assert ratio == pytest.approx(batched / loop, abs=0.06)
         assert float(r[7].rstrip("x")) >= ratio  # nothing beats the matmul-only bound
+        assert float(r[8].rstrip("x")) > ratio  # nor the synthetic data alone (a strict part of the batched work)
+
+
+def test_synthetic_only_timing_makes_every_steps_batch_and_labels(monkeypatch):
+    splits, d = bench.fake_splits("cpusmall", 2)
+    seeds = [1, 2]
+    teacher = bench.MLPStack.init(d, 500, 1, bench.rng.generators(seeds, "bench"))
+    calls = []
+    real = bench.synthetic_batch
+
+    def counted(method, context, noise, a, m, device):
+        x, weights = real(method, context, noise, a, m, device)
+        calls.append((x.shape, len(weights)))
+        return x, weights
+
+    monkeypatch.setattr(bench, "synthetic_batch", counted)
+    rate = bench.time_synthetic(teacher, splits, seeds, "generator/decreasing", 4)
+    assert rate > 0
+    assert len(calls) == 4 * 10  # every step of every epoch
+    # decreasing alpha (m = 50): x_g and x_p, 50 rows each, while alpha > 0; x_p alone in the last epoch (alpha 0)
+    assert calls[0] == ((2, 100, d), 2) and calls[-1] == ((2, 50, d), 1)

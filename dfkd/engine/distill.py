@@ -82,6 +82,20 @@ def student_loss(diff: torch.Tensor, loss: str):
     return logcosh(diff), torch.tanh(diff), 1.0
 
 
+def synthetic_batch(method: Method, context: Context, noise, a: float, m: int, device):
+    """One student step's inputs: ``m`` rows x_g from ``method`` (made only when ``a > 0``), then ``m`` rows x_p
+    from the base distribution (only when ``a < 1``), concatenated along the rows, and each part's per-row weight
+    (``a / m``, ``(1 - a) / m``). The draws come in this order, from the replicas' ``noise`` streams."""
+    parts, weights = [], []
+    if a > 0:
+        parts.append(method.sample(m))
+        weights.append(a / m)
+    if a < 1:
+        parts.append(context.sampler(noise, m, device))
+        weights.append((1 - a) / m)
+    return (parts[0] if len(parts) == 1 else torch.cat(parts, 1)), weights
+
+
 @dataclass
 class _Stack:
     """What one distillation run changes as it trains (besides the method's own state): a checkpoint's content."""
@@ -213,19 +227,12 @@ def distill(teacher, splits, seeds: list[int], method: Method, alpha: AlphaSched
         sum_g = torch.zeros(n_rep, device=device)
         sum_p = torch.zeros(n_rep, device=device)
         for _ in range(cfg.steps_per_epoch):
-            parts, weights = [], []
-            if a > 0:
-                parts.append(method.sample(m))
-                weights.append(a / m)
-            if a < 1:
-                parts.append(context.sampler(noise, m, device))
-                weights.append((1 - a) / m)
-            x = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
+            x, weights = synthetic_batch(method, context, noise, a, m, device)
             t = teacher.predict(x)
             s, cache = student.forward(x, keep=True, **train_kw)
             diff = s.squeeze(-1) - t
             sq, slope, factor = student_loss(diff, cfg.loss)
-            if len(parts) == 1:
+            if len(weights) == 1:
                 g_out = slope * (factor * weights[0])
                 (sum_g if a > 0 else sum_p).add_(sq.mean(1))
             else:
