@@ -106,7 +106,8 @@ def test_check_overrides(arg, ok):
             check_overrides([arg])
 
 
-@pytest.mark.parametrize("preset,epochs,results", [("table5", 1000, "results"), ("mnist_quick", 3, "results/quick")])
+@pytest.mark.parametrize("preset,epochs,results", [("table5", 1000, "results"), ("table5_cpu", 150, "results/table5_cpu"),
+                                                    ("mnist_quick", 3, "results/quick")])
 def test_mnist_presets(preset, epochs, results):
     cfg = compose_dict([f"experiment={preset}", "data_mirror=null"], hydra_cfg=True)
     assert (cfg.dataset.name, cfg.teacher.name, cfg.student.name) == ("mnist", "cnn10", "cnn5")
@@ -118,6 +119,14 @@ def test_mnist_presets(preset, epochs, results):
     assert s.teacher.arch_params["filters"] == 10 and s.teacher.loss == "logcosh"
     method = build_method(s)
     assert (method.name, method.steps, method.lr, method.objective.target) == ("direct_mnist", 20, 1e-3, 1.0)
+
+
+@pytest.mark.parametrize("preset", ["table5", "table5_cpu"])
+def test_table5_seed_split_covers_each_run_once(preset):
+    # The sweep's seed groups (two jobs per method, so both cores stay busy) must make 5 runs, none twice.
+    sweep = compose_dict([f"experiment={preset}", "data_mirror=null"], hydra_cfg=True).hydra.sweeper.params.seeds
+    groups = [[int(x) for x in g.strip("[]").split(",")] for g in sweep.replace("],[", "]|[").split("|")]
+    assert len(groups) == 2 and sorted(sum(groups, [])) == [1, 2, 3, 4, 5]
 
 
 def test_subset_is_for_image_datasets_only():
