@@ -48,7 +48,7 @@ table4: teachers ## Paper Table 4 (students MLP 50): train what is missing, then
 	$(PY) -m dfkd.report --tables table4
 
 table5: data ## Paper Table 5 (MNIST, CNN students; many CPU hours, see README): train what is missing, then tabulate
-	@echo "table5: the full MNIST protocol takes about $(MNIST_CPU_HOURS) CPU hours on a 2-core machine without a GPU;"
+	@echo "table5: the full MNIST protocol takes about $(MNIST_CPU_HOURS) CPU hours (measured: 6.2 h on a 2-core machine) without a GPU;"
 	@echo "        on such a machine consider 'make table5-cpu' (CPU-sized preset). Runs resume where they stopped."
 	$(PY) -m dfkd.distill -m experiment=table5
 	$(PY) -m dfkd.report --tables table5
@@ -98,7 +98,7 @@ quick: data ## Every artefact on a reduced budget (3 seeds, 200 epochs; MNIST: 3
 
 reproduce: data ## The full protocol: teachers, Tables 3, 4, 6 and 5, Figures 5-10 (MNIST=cpu: CPU-sized Table 5)
 	@echo "reproduce: Tables 3 and 4 take about 85 min on 2 CPU cores; Table 6 (eSol) adds about $(ESOL_CPU_HOURS) CPU hours and"
-	@echo "           Table 5 (MNIST) about $(MNIST_CPU_HOURS) CPU hours without a GPU$(if $(filter cpu,$(MNIST)),; MNIST=cpu: using the CPU-sized preset table5_cpu (about 1.8 CPU hours).,: for the CPU-sized preset (about 1.8 CPU hours) run 'make reproduce MNIST=cpu'.)"
+	@echo "           Table 5 (MNIST) about $(MNIST_CPU_HOURS) CPU hours (6.2 h on 2 cores) without a GPU$(if $(filter cpu,$(MNIST)),; MNIST=cpu: using the CPU-sized preset table5_cpu (about 1 h on 2 cores).,: for the CPU-sized preset (about 1 h on 2 cores) run 'make reproduce MNIST=cpu'.)"
 	@echo "           Every step resumes where it stopped."
 	@mkdir -p results && date +%s > results/.reproduce-start
 	$(MAKE) --no-print-directory teachers
