@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from dfkd.cli import CONF_DIR, check_overrides, groups, options
@@ -125,7 +126,7 @@ def test_mnist_presets(preset, epochs, results):
 def test_table5_seed_split_covers_each_run_once(preset):
     # The sweep's seed groups (two jobs per method, so both cores stay busy) must make 5 runs, none twice.
     sweep = compose_dict([f"experiment={preset}", "data_mirror=null"], hydra_cfg=True).hydra.sweeper.params.seeds
-    groups = [[int(x) for x in g.strip("[]").split(",")] for g in sweep.replace("],[", "]|[").split("|")]
+    groups = list(OverridesParser.create().parse_overrides([f"seeds={sweep}"])[0].sweep_iterator())
     assert len(groups) == 2 and sorted(sum(groups, [])) == [1, 2, 3, 4, 5]
 
 
