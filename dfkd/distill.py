@@ -15,11 +15,19 @@ from dfkd.cli import guarded, main_with_checks
 from dfkd.run import run_cell, settings_from_dict
 
 
+def run_config(cfg: dict, log=None) -> dict:
+    """Run the cell of a resolved config dict (what ``main`` composes); returns its summary.
+
+    The stable plain-function entry that tests and scripts call instead of Hydra's ``main``.
+    """
+    return run_cell(settings_from_dict(cfg), log=log or logging.getLogger("dfkd").info)
+
+
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 @guarded
 def main(cfg: dict):
     """Validate the composed config and run the cell; returns its summary."""
-    return run_cell(settings_from_dict(cfg), log=logging.getLogger("dfkd").info)
+    return run_config(cfg)
 
 
 if __name__ == "__main__":
