@@ -11,7 +11,7 @@ import logging
 
 import hydra
 
-from dfkd.cli import guarded, main_with_checks
+from dfkd.cli import CONF_PATH, guarded, main_with_checks
 from dfkd.run import run_cell, settings_from_dict
 
 
@@ -23,7 +23,7 @@ def run_config(cfg: dict, log=None) -> dict:
     return run_cell(settings_from_dict(cfg), log=log or logging.getLogger("dfkd").info)
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+@hydra.main(config_path=CONF_PATH, config_name="config", version_base="1.3")
 @guarded
 def main(cfg: dict):
     """Validate the composed config and run the cell; returns its summary."""

@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 
 from dfkd import records
-from dfkd.cli import guarded, main_with_checks
+from dfkd.cli import CONF_PATH, guarded, main_with_checks
 from dfkd.engine.perf import tune_process
 from dfkd.engine.rng import stream_seed
 from dfkd.engine.snapshots import check_snapshots, probe_snapshots
@@ -305,7 +305,7 @@ def run_study(cfg: dict, log=print) -> dict:
     return {"status": status, "figures": [str(p) for p in paths], "numbers": str(folder)}
 
 
-@hydra.main(config_path="../conf", config_name="study", version_base="1.3")
+@hydra.main(config_path=CONF_PATH, config_name="study", version_base="1.3")
 @guarded
 def main(cfg: dict):
     """Validate the composed study config and run it."""

@@ -10,11 +10,11 @@ import logging
 
 import hydra
 
-from dfkd.cli import guarded, main_with_checks
+from dfkd.cli import CONF_PATH, guarded, main_with_checks
 from dfkd.run import run_teachers, settings_from_dict
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+@hydra.main(config_path=CONF_PATH, config_name="config", version_base="1.3")
 @guarded
 def main(cfg: dict):
     """Train or load every seed's teacher for the selected dataset."""
