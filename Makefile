@@ -25,7 +25,7 @@ help: ## List the targets
 	@echo "  variables: MIRROR=<dir with dataset files> JOBS=<parallel jobs, default 2> MNIST=cpu (reproduce: CPU-sized Table 5)"
 	@echo "             RECORDS=<records folder for fig7/fig8/figures, default results/records; committed run: results/reference/records>"
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock pyproject.toml setup.py
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements.lock
 	$(PY) -m pip install -q --no-deps -e .
