@@ -10,17 +10,42 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def mirror_path() -> Path:
+    """Where the real data files should be: $DFKD_DATA_MIRROR, else ``<repo>/../shared/data``."""
+    return Path(os.environ.get("DFKD_DATA_MIRROR") or REPO_ROOT.parent / "shared" / "data").resolve()
+
+
+def mirror_missing() -> str | None:
+    """Why the data mirror is unusable, or None when it holds the data files."""
+    path = mirror_path()
+    if not (path / "pole" / "X.npy").is_file():
+        return f"no data mirror at {path}: set DFKD_DATA_MIRROR to the shared data folder"
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's own -m selection, so `-m data` / `-m "not data"` see the mark
+def pytest_collection_modifyitems(config, items):
+    """Mark every test that uses the ``data_mirror`` fixture (directly or through another fixture)
+    ``data``, and skip those, with the reason, where there is no mirror: the summary counts them."""
+    why = mirror_missing()
+    for item in items:
+        if "data_mirror" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.data)
+        if why and item.get_closest_marker("data"):
+            item.add_marker(pytest.mark.skip(reason=why))
+
+
 @pytest.fixture(scope="session")
 def data_mirror() -> Path:
     """The folder holding the real data files, laid out like ``data/``.
 
     Taken from $DFKD_DATA_MIRROR, else ``<repo>/../shared/data``; tests that
-    need it are skipped where neither exists.
+    use it are marked ``data`` and skipped where neither exists.
     """
-    path = Path(os.environ.get("DFKD_DATA_MIRROR") or REPO_ROOT.parent / "shared" / "data").resolve()
-    if not (path / "pole" / "X.npy").is_file():
-        pytest.skip(f"no data mirror at {path}: set DFKD_DATA_MIRROR to the shared data folder")
-    return path
+    why = mirror_missing()
+    if why:
+        pytest.skip(why)
+    return mirror_path()
 
 
 def toy_split(seed: int, d: int = 6, n_train: int = 200, n_val: int = 50, n_test: int = 80):
@@ -51,7 +76,7 @@ def tiny_settings(tmp: Path, mirror, overrides):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from dfkd.run import settings_from_dict
+    from dfkd.settings import settings_from_dict
 
     with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=list(overrides) + [
