@@ -48,12 +48,12 @@ import torch
 
 from dfkd.data.registry import load_spec
 from dfkd.data.split import Split
-from dfkd.engine import rng
+from dfkd.core import rng
 from dfkd.engine.alpha import AlphaSchedule
 from dfkd.engine.distill import StudentConfig, distill, synthetic_batch
 from dfkd.engine.perf import tune_process
 from dfkd.engine.reference import distill_reference
-from dfkd.methods.base import default_context
+from dfkd.data.context import default_context
 from dfkd.models.mlp import MLPStack, mlp_module
 
 VARIANTS = {
@@ -280,8 +280,8 @@ def _mnist_setup(replicas: int, n_val: int):
 
     from dfkd.cli import CONF_DIR
     from dfkd.data.split import Split
-    from dfkd.methods.base import Context
-    from dfkd.methods.sampler import make_sampler
+    from dfkd.data.context import Context
+    from dfkd.data.sampler import make_sampler
     from dfkd.models.cnn import CNNStack
 
     gen = np.random.default_rng(0)
@@ -302,7 +302,7 @@ def bench_mnist(variants, replicas: int = 5, epochs: int = 1, n_val: int = 5000)
     import yaml
 
     from dfkd.cli import CONF_DIR
-    from dfkd.run import Settings, build_method
+    from dfkd.imports import build
 
     split, context, teachers, cfg = _mnist_setup(replicas, n_val)
     print(f"\n# MNIST CNN (teacher f=10, student f=5), {replicas} replicas batched vs 1 at a time; "
@@ -313,13 +313,9 @@ def bench_mnist(variants, replicas: int = 5, epochs: int = 1, n_val: int = 5000)
     for variant in variants:
         name, alpha, m = MNIST_VARIANTS[variant]
         params = yaml.safe_load((CONF_DIR / "method" / f"{name}.yaml").read_text())
-        target = params.pop("_target_")
-        params.pop("name")
 
         def method():
-            return build_method(Settings(dataset={}, seeds=[], teacher_name="", teacher=None, student_name="",
-                                         student=None, method_name=name, method_target=target,
-                                         method_params=dict(params), alpha_name="", alpha=alpha))
+            return build(params, f"method '{name}'", f"check conf/method/{name}.yaml")
 
         def run(r):
             from dfkd.engine.distill import StudentConfig
@@ -344,8 +340,8 @@ def protein_setup(replicas: int = 5, data_dir: str = "data"):
     from dfkd.data import load_dataset, make_split
     from dfkd.data.fetch import resolve_mirror
     from dfkd.errors import DfkdError
-    from dfkd.methods.base import Context
-    from dfkd.methods.sampler import make_sampler
+    from dfkd.data.context import Context
+    from dfkd.data.sampler import make_sampler
     from dfkd.models.blackbox import fit_blackbox_teachers
 
     spec = load_spec("protein")

@@ -16,23 +16,11 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from dfkd.core.paths import CONF_DIR, EXPERIMENTS_DIR  # noqa: F401 (the entry points' view of them)
 from dfkd.errors import ConfigError, DfkdError
 
 
-def _shipped(name: str) -> Path:
-    """A top-level folder of the repository (``conf``, ``experiments``), wherever dfkd is installed.
-
-    A wheel carries it inside the package (``dfkd/<name>``, mapped by setup.py); a source
-    checkout or an editable install has it beside the package.
-    """
-    package = Path(__file__).resolve().parent
-    inside = package / name
-    return inside if inside.is_dir() else package.parent / name
-
-
-CONF_DIR = _shipped("conf")  # the Hydra configs: every entry point's config_path
 CONF_PATH = str(CONF_DIR)  # absolute, for @hydra.main(config_path=...): independent of cwd and of how dfkd runs
-EXPERIMENTS_DIR = _shipped("experiments")  # the paper's table and figure specs (dfkd.report)
 _SWEEP_FN = re.compile(r"^\w+\(.*\)$")  # choice(...), range(...), glob(...): left to Hydra
 
 
@@ -55,7 +43,7 @@ def check_overrides(argv: list[str]) -> None:
         key, _, value = arg.partition("=")
         key = key.lstrip("+~").split("@")[0]
         if key == "results_dir" and value and "," not in value and "$" not in value:
-            from dfkd.run import check_writable
+            from dfkd.store import check_writable
 
             check_writable(Path(value))  # Hydra writes its logs there before any of our code runs
         if key not in known or not value or _SWEEP_FN.match(value):
@@ -94,25 +82,3 @@ def main_with_checks(hydra_main) -> None:
         report(exc)
         sys.exit(2)
     hydra_main()
-
-
-# -- console scripts (pyproject.toml [project.scripts]): the Hydra entry points with the early checks --
-def distill() -> None:
-    """``dfkd-distill``: ``python -m dfkd.distill``."""
-    from dfkd import distill as module
-
-    main_with_checks(module.main)
-
-
-def teachers() -> None:
-    """``dfkd-teachers``: ``python -m dfkd.teachers``."""
-    from dfkd import teachers as module
-
-    main_with_checks(module.main)
-
-
-def study() -> None:
-    """``dfkd-study``: ``python -m dfkd.study``."""
-    from dfkd import study as module
-
-    main_with_checks(module.main)

@@ -12,7 +12,8 @@ import logging
 import hydra
 
 from dfkd.cli import CONF_PATH, guarded, main_with_checks
-from dfkd.run import run_cell, settings_from_dict
+from dfkd.cell import run_cell
+from dfkd.settings import settings_from_dict
 
 
 def run_config(cfg: dict, log=None) -> dict:
@@ -30,5 +31,10 @@ def main(cfg: dict):
     return run_config(cfg)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The ``dfkd-distill`` command: ``python -m dfkd.distill`` (the command line is checked before Hydra sees it)."""
     main_with_checks(main)
+
+
+if __name__ == "__main__":
+    cli()

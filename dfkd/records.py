@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import tempfile
+from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 
@@ -86,3 +87,8 @@ def git_commit() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return (sha or "unknown") + ("+dirty" if dirty else "")
+
+
+def now_utc() -> str:
+    """The current UTC time in ISO format, to the second (records' ``created``)."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

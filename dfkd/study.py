@@ -30,13 +30,16 @@ import torch
 from dfkd import records
 from dfkd.cli import CONF_PATH, guarded, main_with_checks
 from dfkd.engine.perf import tune_process
-from dfkd.engine.rng import stream_seed
+from dfkd.core.rng import stream_seed
 from dfkd.engine.snapshots import check_snapshots, probe_snapshots
 from dfkd.errors import ConfigError
-from dfkd.methods.base import Context
-from dfkd.models.blackbox import BlackBoxConfig
-from dfkd.run import (progress_bar, now_utc, pos_int, student_progress, build_method, cell_hash, check_writable,
-                      get_teachers, is_image_dataset, load_data, resolve_device, settings_from_dict)
+from dfkd.data.context import Context
+from dfkd.cell import cell_hash, get_teachers, load_data, resolve_device
+from dfkd.core.progress import progress_bar, student_progress
+from dfkd.core.validate import pos_int
+from dfkd.records import now_utc
+from dfkd.settings import build_method, settings_from_dict
+from dfkd.store import check_writable
 
 FIGURES = ("fig5", "fig6")
 #: Methods whose rows Figure 6 embeds with the real rows (the paper's choice).
@@ -63,16 +66,16 @@ class StudyOptions:
 
 
 def study_options(cfg: dict, settings) -> StudyOptions:
-    """Validate the study's settings (the cell's own are validated by :func:`dfkd.run.settings_from_dict`).
+    """Validate the study's settings (the cell's own are validated by :func:`dfkd.settings.settings_from_dict`).
 
     Raises:
         ConfigError: one line naming the fix.
     """
-    name = settings.dataset.get("name")
-    if is_image_dataset(settings.dataset):
+    name = settings.dataset.name
+    if settings.dataset.inputs != "table":
         raise ConfigError(f"dataset {name} holds images: the study embeds table rows; use a tabular dataset "
                           f"(e.g. dataset=indoorloc)")
-    if isinstance(settings.teacher, BlackBoxConfig):
+    if not settings.teacher.differentiable:
         raise ConfigError(f"teacher={settings.teacher_name} is a black box: the study's generator and direct probes "
                           f"need the teacher's gradients; use a network teacher (teacher=mlp500)")
     if settings.method_name != "random" or settings.alpha.label != "0":
@@ -92,7 +95,7 @@ def study_options(cfg: dict, settings) -> StudyOptions:
         target = params.pop("_target_")
         params.pop("name", None)
         parsed[str(key)] = (str(target), params)
-    rows = pos_int(cfg, "rows")
+    rows = pos_int(cfg.get("rows"), "rows")
     if "de" in parsed and rows < 5:
         raise ConfigError(f"rows={rows} is below differential evolution's smallest population: set rows=5 or more")
     figures = cfg.get("figures") or []
@@ -112,7 +115,7 @@ def study_options(cfg: dict, settings) -> StudyOptions:
         raise ConfigError(f"umap must be a mapping of umap.UMAP settings, got {umap!r}")
     return StudyOptions(
         snapshots=check_snapshots(cfg.get("snapshots"), settings.student.epochs), rows=rows,
-        real_rows=pos_int(cfg, "real_rows"), de_box=de_box, umap=dict(umap), figures=figures,
+        real_rows=pos_int(cfg.get("real_rows"), "real_rows"), de_box=de_box, umap=dict(umap), figures=figures,
         figures_dir=Path(cfg.get("figures_dir") or settings.results_dir / "figures"),
         study_dir=Path(cfg.get("study_dir") or settings.results_dir / "study"),
         recompute=bool(cfg.get("recompute", False)), probes=parsed)
@@ -169,8 +172,8 @@ def compute(settings, opts: StudyOptions, log=print) -> dict:
     t0 = time.perf_counter()
     tune_process(settings.threads)
     device = resolve_device(settings.device)
-    seeds, name = settings.seeds, settings.dataset["name"]
-    _, splits, context = load_data(settings, seeds)
+    seeds, name = settings.seeds, settings.dataset.name
+    splits, context = load_data(settings, seeds)
     teacher, tinfo = get_teachers(settings, seeds, splits, device, log)
     probes = {key: build_method(replace(settings, method_name=key, method_target=target, method_params=params))
               for key, (target, params) in opts.probes.items()}
@@ -180,7 +183,7 @@ def compute(settings, opts: StudyOptions, log=print) -> dict:
     contexts = {key: Context(context.input_shape, context.sampler, box) for key in probes if key == "de"}
     log(f"[{name}] study: student {settings.student_name} seed {seeds[0]}, {settings.student.epochs} epochs of random "
         f"sampling; probes {', '.join(probes)} draw {opts.rows} rows at epochs {opts.snapshots}")
-    bar = progress_bar(settings, settings.student.epochs, f"{name} study")
+    bar = progress_bar(settings.progress, settings.student.epochs, f"{name} study")
     snaps, _ = probe_snapshots(teacher, splits, seeds, probes, opts.snapshots, opts.rows, settings.student, device,
                                context, contexts, progress=student_progress(bar))
     if bar is not None:
@@ -287,7 +290,7 @@ def run_study(cfg: dict, log=print) -> dict:
     """
     settings = settings_from_dict(cfg)
     opts = study_options(cfg, settings)
-    folder = opts.study_dir / settings.dataset["name"]
+    folder = opts.study_dir / settings.dataset.name
     for out in (opts.figures_dir, folder):
         check_writable(out)
     key = study_hash(settings, opts)
@@ -298,7 +301,7 @@ def run_study(cfg: dict, log=print) -> dict:
         save_numbers(folder, key, numbers)
         status = "done"
     else:
-        log(f"[{settings.dataset['name']}] study: numbers of this config found in {folder}: redrawing "
+        log(f"[{settings.dataset.name}] study: numbers of this config found in {folder}: redrawing "
             f"(recompute=true redoes them)")
     paths = draw(numbers, opts)
     log(f"study: {', '.join(map(str, paths)) or 'no figures asked'}; numbers in {folder}")
@@ -312,5 +315,10 @@ def main(cfg: dict):
     return run_study(cfg, log=logging.getLogger("dfkd").info)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The ``dfkd-study`` command: ``python -m dfkd.study`` (the command line is checked before Hydra sees it)."""
     main_with_checks(main)
+
+
+if __name__ == "__main__":
+    cli()

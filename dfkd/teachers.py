@@ -11,7 +11,8 @@ import logging
 import hydra
 
 from dfkd.cli import CONF_PATH, guarded, main_with_checks
-from dfkd.run import run_teachers, settings_from_dict
+from dfkd.cell import run_teachers
+from dfkd.settings import settings_from_dict
 
 
 @hydra.main(config_path=CONF_PATH, config_name="config", version_base="1.3")
@@ -21,5 +22,10 @@ def main(cfg: dict):
     return run_teachers(settings_from_dict(cfg), log=logging.getLogger("dfkd").info)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The ``dfkd-teachers`` command: ``python -m dfkd.teachers`` (the command line is checked before Hydra sees it)."""
     main_with_checks(main)
+
+
+if __name__ == "__main__":
+    cli()

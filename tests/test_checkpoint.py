@@ -17,21 +17,22 @@ from omegaconf import OmegaConf
 from conftest import tiny_settings, REPO_ROOT, toy_split
 from dfkd.cli import CONF_DIR
 from dfkd.data.split import Split
-from dfkd.engine import rng
+from dfkd.core import rng
 from dfkd.engine.alpha import AlphaSchedule
 from dfkd.engine.checkpoint import Checkpoint
 from dfkd.engine.distill import StudentConfig, distill
-from dfkd.methods.base import Context
+from dfkd.data.context import Context
 from dfkd.methods.de import DifferentialEvolution
 from dfkd.methods.direct import Direct
 from dfkd.methods.generator import Generator
 from dfkd.methods.random import Random
-from dfkd.methods.sampler import make_sampler
+from dfkd.data.sampler import make_sampler
 from dfkd.models.blackbox import BlackBoxTeacher
 from dfkd.models.cnn import CNNStack
 from dfkd.models.mlp import MLPStack
-from dfkd import run as run_mod
-from dfkd.run import cell_hash, run_cell, settings_from_dict
+from dfkd import store
+from dfkd.cell import cell_hash, run_cell
+from dfkd.settings import settings_from_dict
 
 SEEDS = [1, 2, 3]
 EVERY_EPOCH = 1e-9  # checkpoint_every_s so small that every epoch boundary saves
@@ -352,7 +353,7 @@ def test_a_committed_stack_takes_its_checkpoint_with_it(clean_cell, data_mirror,
     s = settings_for(tmp_path, data_mirror, ["method=generator"])
     cell = tmp_path / "results/records/cpusmall/mlp50/generator-decreasing"
     recs = [json.loads(Path(p).read_text()) for p in summary["records"]]
-    key = run_mod._stack_key([1, 2], {r["seed"]: r["config_hash"] for r in recs})
+    key = store.stack_key([1, 2], {r["seed"]: r["config_hash"] for r in recs})
     # killed after the commit point, before the checkpoint was removed
     (cell / f".stack-{key}-1.json").write_text(json.dumps({"schema": 1, "records": recs}))
     (cell / f".ckpt-{key}.pt").write_bytes(b"left over")

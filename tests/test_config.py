@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from dfkd.cli import CONF_DIR, check_overrides, groups, options
 from dfkd.errors import ConfigError
-from dfkd.run import build_method, settings_from_dict
+from dfkd.settings import build_method, settings_from_dict
 
 GROUP_OPTIONS = [(g, o) for g in groups() if g not in ("experiment", "variant") for o in options(g)]
 
@@ -117,7 +117,7 @@ def test_mnist_presets(preset, epochs, results):
     s = settings_from_dict(OmegaConf.to_container(compose_dict([f"experiment={preset}", "variant=mnist_direct",
                                                                 "data_mirror=null"]), resolve=True))
     assert (s.student.arch, s.student.loss, s.student.arch_params["filters"]) == ("cnn", "logcosh", 5)
-    assert s.teacher.arch_params["filters"] == 10 and s.teacher.loss == "logcosh"
+    assert s.teacher.config.arch_params["filters"] == 10 and s.teacher.config.loss == "logcosh"
     method = build_method(s)
     assert (method.name, method.steps, method.lr, method.objective.target) == ("direct_mnist", 20, 1e-3, 1.0)
 

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from dfkd.engine import rng
+from dfkd.core import rng
 from dfkd.engine.alpha import AlphaSchedule
-from dfkd.engine.optim import PlateauStack, RMSpropStack, fresh_rmsprop_steps
+from dfkd.core.optim import PlateauStack, RMSpropStack, fresh_rmsprop_steps
 from dfkd.errors import ConfigError
 from dfkd.methods.direct import Direct
 from dfkd.methods.generator import Generator

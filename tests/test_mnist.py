@@ -14,14 +14,15 @@ import numpy as np
 import pytest
 import torch
 
-from dfkd.engine import rng
+from dfkd.core import rng
 from dfkd.errors import ConfigError
-from dfkd.methods.base import Context
+from dfkd.data.context import Context
 from dfkd.methods.direct import Direct
 from dfkd.methods.generator import Generator
-from dfkd.methods.objective import Objective, logcosh
+from dfkd.core.losses import logcosh
+from dfkd.methods.objective import Objective
 from dfkd.methods.random import Random
-from dfkd.methods.sampler import make_sampler
+from dfkd.data.sampler import make_sampler
 from dfkd.models.cnn import CNNStack, cnn_module
 from dfkd.models.mlp import MLPStack, mlp_module
 
@@ -241,7 +242,8 @@ def test_tiny_mnist_run_writes_records_and_a_table5_row(mnist_data, data_mirror,
     from dfkd.cli import CONF_DIR
     from dfkd.report import load_records, render_markdown, summarize
     from dfkd.report.tables import load_table_specs
-    from dfkd.run import run_cell, settings_from_dict
+    from dfkd.cell import run_cell
+    from dfkd.settings import settings_from_dict
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[
@@ -300,16 +302,18 @@ def test_figures_9_and_10_from_fabricated_records(tmp_path):
 
 
 @pytest.mark.parametrize("overrides,match", [
-    (["dataset=mnist"], "image teacher"),
-    (["dataset=mnist", "teacher=cnn10"], "image student"),
-    (["dataset=pole", "teacher=cnn10", "student=cnn5"], "need an image dataset"),
+    (["dataset=mnist"], "holds images, which teacher=mlp500 and student=mlp50 do not take: use teacher=cnn10 student=cnn5"),
+    (["dataset=mnist", "teacher=cnn10"], "holds images, which student=mlp50 does not take: use teacher=cnn10 student=cnn5"),
+    (["dataset=pole", "teacher=cnn10", "student=cnn5"], "holds tables, which teacher=cnn10 and student=cnn5 do not take: "
+                                                         "use teacher=mlp500"),
 ])
 def test_image_and_table_networks_do_not_mix(overrides, match, tmp_path):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
     from dfkd.cli import CONF_DIR
-    from dfkd.run import load_data, settings_from_dict
+    from dfkd.cell import load_data
+    from dfkd.settings import settings_from_dict
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=overrides + ["data_mirror=null", f"data_dir={tmp_path}"])

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from dfkd.engine import rng
+from dfkd.core import rng
 from dfkd.errors import ConfigError
-from dfkd.methods.base import Context
+from dfkd.data.context import Context
 from dfkd.methods.de import EQ9, DifferentialEvolution, row_energies
 from dfkd.methods.objective import Objective
 from dfkd.models.blackbox import BlackBoxTeacher, fit_blackbox_teachers
@@ -231,7 +231,7 @@ def test_protein_split_is_fixed_and_unscaled(data_mirror, tmp_path):
 
 # -- base distribution and the runner ---------------------------------------------------------------
 def test_simplex_sampling_rows_sum_to_one_within_bounds():
-    from dfkd.methods.sampler import make_sampler
+    from dfkd.data.sampler import make_sampler
 
     mean = np.full(20, 0.05)
     mean[0] = -0.2  # a feature that often clips at 0
@@ -248,7 +248,7 @@ def compose_protein(tmp, mirror, extra=()):
     from omegaconf import OmegaConf
 
     from dfkd.cli import CONF_DIR
-    from dfkd.run import settings_from_dict
+    from dfkd.settings import settings_from_dict
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[
@@ -259,12 +259,12 @@ def compose_protein(tmp, mirror, extra=()):
 
 
 def test_protein_context_is_the_training_simplex_and_box(data_mirror, tmp_path):
-    from dfkd.run import load_data
+    from dfkd.cell import load_data
 
     settings = compose_protein(tmp_path, data_mirror, ["variant=de_half"])
     assert (settings.student.batch_size, settings.student.arch) == (5, "rbf")  # 5 DE + 5 random rows per step
     assert settings.student.arch_params == {"centres": 100}
-    _, splits, ctx = load_data(settings, [1, 2])
+    splits, ctx = load_data(settings, [1, 2])
     lo, hi = ctx.bounds
     np.testing.assert_allclose(lo.numpy(), splits[0].X_train.min(0), rtol=1e-6)
     np.testing.assert_allclose(hi.numpy(), splits[0].X_train.max(0) + 0.01, rtol=1e-6)
@@ -278,7 +278,7 @@ def test_tiny_protein_run_writes_a_record_and_a_table_row(data_mirror, tmp_path)
     from pathlib import Path
 
     from dfkd.report import load_records, summarize
-    from dfkd.run import run_cell
+    from dfkd.cell import run_cell
 
     out = run_cell(compose_protein(tmp_path, data_mirror, ["variant=de_half"]), log=lambda *_: None)
     assert out["status"] == "done" and out["ran"] == [1, 2]

@@ -15,13 +15,13 @@ import pytest
 import torch
 
 from conftest import tiny_settings, toy_split
-from dfkd.engine import rng
+from dfkd.core import rng
 from dfkd.engine.alpha import AlphaSchedule
 from dfkd.engine.distill import StudentConfig, distill
 from dfkd.errors import ConfigError
 from dfkd.methods.direct import Direct
 from dfkd.models.mlp import MLPStack
-from dfkd.run import run_cell
+from dfkd.cell import run_cell
 
 TINY = ["dataset=cpusmall", "seeds=2", "epochs=4", "steps_per_epoch=2", "teacher.max_epochs=3", "progress=false"]
 VOLATILE = {"created", "wall_time_s", "stack_wall_time_s", "bookkeeping_s", "data_s", "host", "config", "git_commit"}

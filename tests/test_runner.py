@@ -13,7 +13,8 @@ from omegaconf import OmegaConf
 
 from dfkd.cli import CONF_DIR
 from dfkd.errors import DataMissingError, TeacherError
-from dfkd.run import run_cell, settings_from_dict
+from dfkd.cell import run_cell
+from dfkd.settings import settings_from_dict
 
 TINY = ["dataset=cpusmall", "seeds=2", "epochs=4", "steps_per_epoch=2", "teacher.max_epochs=3", "progress=false"]
 REPO = Path(__file__).resolve().parents[1]

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 import torch
 
-from dfkd.engine import rng
+from dfkd.core import rng
 from dfkd.engine.distill import StudentConfig
 from dfkd.engine.snapshots import check_snapshots, probe_snapshots
 from dfkd.errors import ConfigError
-from dfkd.methods.base import Context
+from dfkd.data.context import Context
 from dfkd.methods.de import DifferentialEvolution
 from dfkd.methods.direct import Direct
 from dfkd.methods.generator import Generator

@@ -51,7 +51,7 @@ def test_diverged_teacher_replica_is_failed_and_the_others_match_training_alone(
 
 
 def test_a_failed_teacher_fails_its_students_record():
-    from dfkd.run import record_status
+    from dfkd.cell import record_status
 
     assert record_status({"failure_reason": None}, {"failure_reason": "teacher diverged: x"}) == \
         ("failed", "teacher diverged: x")

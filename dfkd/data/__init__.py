@@ -10,7 +10,7 @@ Nothing here depends on Hydra; entry points pass plain values.
 """
 
 from dfkd.data.fetch import ensure_dataset
-from dfkd.data.loaders import load_dataset
+from dfkd.data.tabular import load_dataset
 from dfkd.data.registry import DatasetSpec, list_datasets, load_spec
 from dfkd.data.split import Split, make_split
 

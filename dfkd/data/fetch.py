@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from dfkd.data.loaders import check_candidate
 from dfkd.data.registry import DatasetSpec, FileSpec
 from dfkd.errors import ConfigError, DataError, DataMissingError
 
@@ -245,9 +246,6 @@ def install_file(filespec: FileSpec, data_dir: str | Path, mirror: str | os.Path
 def _unpinned_validator(spec: DatasetSpec, filespec: FileSpec, data_dir: str | Path) -> Validator | None:
     if filespec.sha256 is not None:
         return None
-    # Imported here: loaders call ensure_dataset, so a module-level import would be circular.
-    from dfkd.data.loaders import check_candidate
-
     def validate(candidate: Path) -> None:
         check_candidate(spec, data_dir, {filespec.path: candidate})
 

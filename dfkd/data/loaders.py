@@ -19,7 +19,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from dfkd.data.fetch import ensure_dataset
 from dfkd.data.registry import DatasetSpec
 from dfkd.errors import ConfigError, DataError
 
@@ -173,7 +172,7 @@ def load_ctscan_csv(spec: DatasetSpec, paths: Mapping[str, Path]) -> Loaded:
     return Loaded(x, y, label, f"{label} (column reference)")
 
 
-def _checked(spec: DatasetSpec, loaded: Loaded) -> tuple[np.ndarray, np.ndarray]:
+def check_loaded(spec: DatasetSpec, loaded: Loaded) -> tuple[np.ndarray, np.ndarray]:
     expected_x = (spec.n_rows, spec.n_features)
     try:
         x = np.asarray(loaded.X, dtype=np.float64)
@@ -194,7 +193,7 @@ def _checked(spec: DatasetSpec, loaded: Loaded) -> tuple[np.ndarray, np.ndarray]
     return x, y
 
 
-def _loader(spec: DatasetSpec) -> Loader:
+def loader_for(spec: DatasetSpec) -> Loader:
     try:
         return LOADERS[spec.format]
     except KeyError:
@@ -216,32 +215,4 @@ def check_candidate(spec: DatasetSpec, data_dir: str | Path, overrides: Mapping[
     paths = {f.path: Path(overrides.get(f.path, spec.file_path(f, data_dir))) for f in spec.files}
     if not all(p.is_file() for p in paths.values()):
         return
-    _checked(spec, _loader(spec)(spec, paths))
-
-
-def load_dataset(spec: DatasetSpec, data_dir: str | os.PathLike = "data",
-                 mirror: str | os.PathLike | None = None, *,
-                 allow_download: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Installs (if needed), verifies and reads a dataset.
-
-    Args:
-        spec: The dataset.
-        data_dir: The data directory.
-        mirror: A mirror folder to install missing files from; None uses
-            $DFKD_DATA_MIRROR when set.
-        allow_download: Whether missing files may be downloaded from their URLs.
-
-    Returns:
-        ``(X, y)``: raw, unscaled float64 arrays of shapes
-        ``(n_rows, n_features)`` and ``(n_rows,)``.
-
-    Raises:
-        DataMissingError: If a file is absent and cannot be installed.
-        DataError: If a file fails its checksum, does not load, has the wrong
-            shape or holds NaN/inf.
-        ConfigError: If the format is unknown or the mirror is not a folder.
-    """
-    loader = _loader(spec)
-    ensure_dataset(spec, data_dir, mirror, allow_download=allow_download)
-    paths = {f.path: spec.file_path(f, data_dir) for f in spec.files}
-    return _checked(spec, loader(spec, paths))
+    check_loaded(spec, loader_for(spec)(spec, paths))

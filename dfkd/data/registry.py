@@ -26,7 +26,9 @@ _OPTIONAL_TEXT_KEYS = ("target", "origin", "licence")
 
 def default_conf_dir() -> Path:
     """Returns the repository's ``conf`` folder, located relative to this package."""
-    return Path(__file__).resolve().parents[2] / "conf"
+    from dfkd.core.paths import CONF_DIR
+
+    return CONF_DIR
 
 
 @dataclass(frozen=True)

@@ -33,31 +33,31 @@ def save_teacher(path: Path, params: dict, meta: dict) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_teacher(path: Path, expect: dict, mlp_shape: bool = True) -> tuple[dict, dict]:
+def load_teacher(path: Path, expect: dict, mlp_shape: bool = True, hint: str = "run `make teachers`") -> tuple[dict, dict]:
     """Load a teacher and check its metadata against ``expect`` (dataset, seed, d_in, hidden, key).
 
     ``mlp_shape``: also check the tabular MLP's first weight against ``d_in`` and ``hidden``
-    (other architectures are identified by their key alone).
+    (other architectures are identified by their key alone). ``hint``: the command that trains it.
     """
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
         params, meta = blob["params"], blob["meta"]
     except FileNotFoundError:
-        raise TeacherError(f"teacher checkpoint {path} is missing: run `make teachers` "
-                           f"(or the same command without teacher.train_if_missing=false)") from None
+        raise TeacherError(f"teacher checkpoint {path} is missing: {hint} "
+                           f"(or drop train_teachers_if_missing=false)") from None
     except Exception as exc:  # any unpickling/format problem means the file is unusable
-        raise TeacherError(f"teacher checkpoint {path} is unreadable ({type(exc).__name__}): delete it and rerun "
-                           f"`make teachers`") from None
+        raise TeacherError(f"teacher checkpoint {path} is unreadable ({type(exc).__name__}): delete it and "
+                           f"{hint}") from None
     for field, want in expect.items():
         if meta.get(field) != want:
             raise TeacherError(f"teacher checkpoint {path} has {field}={meta.get(field)!r}, expected {want!r}: "
-                               f"it belongs to another dataset or config; delete it and rerun `make teachers`")
+                               f"it belongs to another dataset or config; delete it and {hint}")
     if not mlp_shape:
         return params, meta
     w1 = params.get("w1")
     if w1 is None or tuple(w1.shape) != (expect.get("hidden", w1.shape[0]), expect.get("d_in", w1.shape[1])):
         raise TeacherError(f"teacher checkpoint {path} has weights of shape {None if w1 is None else tuple(w1.shape)}, "
-                           f"expected {(expect.get('hidden'), expect.get('d_in'))}: delete it and rerun `make teachers`")
+                           f"expected {(expect.get('hidden'), expect.get('d_in'))}: delete it and {hint}")
     return params, meta
 
 

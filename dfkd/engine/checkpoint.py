@@ -25,47 +25,11 @@ from pathlib import Path
 
 import torch
 
+from dfkd.core.state import one_line
 from dfkd.records import atomic_write_bytes
 
 FORMAT = "dfkd-stack-checkpoint"
 VERSION = 1
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    text = text if len(text) <= 160 else text[:157] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def restore_(dst: torch.Tensor, src) -> None:
-    """Copy a saved tensor into ``dst`` in place (keeping views and aliases of ``dst`` valid).
-
-    Raises:
-        ValueError: if ``src`` is not a tensor of exactly ``dst``'s shape and dtype (no broadcasting).
-    """
-    if not isinstance(src, torch.Tensor) or src.shape != dst.shape or src.dtype != dst.dtype:
-        got = f"{tuple(src.shape)} {src.dtype}" if isinstance(src, torch.Tensor) else type(src).__name__
-        raise ValueError(f"saved tensor {got} does not fit {tuple(dst.shape)} {dst.dtype}")
-    with torch.no_grad():
-        dst.copy_(src)
-
-
-def generator_states(gens) -> list[torch.Tensor]:
-    """The states of a list of ``torch.Generator`` (CPU byte tensors, whatever the generators' device)."""
-    return [g.get_state() for g in gens]
-
-
-def set_generator_states(gens, states) -> None:
-    """Restore states saved by :func:`generator_states`, one per generator.
-
-    Raises:
-        ValueError: if the number of states differs from the number of generators.
-    """
-    if not isinstance(states, (list, tuple)) or len(states) != len(gens):
-        raise ValueError(f"expected {len(gens)} generator states, got "
-                         f"{len(states) if isinstance(states, (list, tuple)) else type(states).__name__}")
-    for g, s in zip(gens, states):
-        g.set_state(s)
 
 
 def read_checkpoint(path) -> dict:
@@ -134,7 +98,7 @@ class Checkpoint:
             try:
                 state = read_checkpoint(self.path)
             except Exception as exc:  # any damage: report, start over, never crash a run
-                self.log(f"checkpoint {self.path.name} is damaged or unreadable ({_one_line(exc)}): ignored, "
+                self.log(f"checkpoint {self.path.name} is damaged or unreadable ({one_line(exc)}): ignored, "
                          f"starting over")
                 return None
             if state.get("key") != self.key:
@@ -146,7 +110,7 @@ class Checkpoint:
 
     def rejected(self, exc: BaseException) -> None:
         """Report a file that loaded but could not be restored (e.g. it does not fit the stack)."""
-        self.log(f"checkpoint {self.path.name} does not fit this stack ({_one_line(exc)}): ignored, starting over")
+        self.log(f"checkpoint {self.path.name} does not fit this stack ({one_line(exc)}): ignored, starting over")
 
     def resumed(self, state: dict, seeds) -> None:
         """Note (and log in one line) that the stack of ``seeds`` continues from ``state``."""
@@ -175,7 +139,7 @@ class Checkpoint:
             self.saves += 1
         except OSError as exc:
             if not self._save_failed:
-                self.log(f"cannot write checkpoint {self.path} ({_one_line(exc)}): going on without checkpoints")
+                self.log(f"cannot write checkpoint {self.path} ({one_line(exc)}): going on without checkpoints")
             self._save_failed = True
         finally:
             now = time.perf_counter()

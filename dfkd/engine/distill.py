@@ -22,17 +22,17 @@ from dataclasses import dataclass, field
 
 import torch
 
-from dfkd.engine import rng
+from dfkd.core import rng
 from dfkd.engine.alpha import AlphaSchedule
-from dfkd.engine.checkpoint import Checkpoint, generator_states, restore_, set_generator_states
-from dfkd.engine.optim import RMSpropStack
+from dfkd.core.state import generator_states, restore_, set_generator_states
+from dfkd.engine.checkpoint import Checkpoint
+from dfkd.core.optim import RMSpropStack
 from dfkd.engine.teacher import mse_per_replica, stack_splits
-from dfkd.errors import ConfigError
-from dfkd.methods.base import Context, Method, default_context
-from dfkd.methods.objective import logcosh
+from dfkd.data.context import Context, default_context
+from dfkd.methods.base import Method
+from dfkd.core.losses import check_loss, loss_terms
 from dfkd.models import build_stack
 
-LOSSES = ("mse", "logcosh")
 
 
 @dataclass(frozen=True)
@@ -44,19 +44,18 @@ class StudentConfig:
     weight_decay: float = 1e-5
     epochs: int = 2000
     steps_per_epoch: int = 10
-    batch_size: int = 0  # 0: the paper's rule (50 when alpha mixes both sets, else 100)
+    batch_size: int = field(default=0, metadata={"min": 0})  # 0: the paper's rule (50 when alpha mixes both sets, else 100)
     # Added for MNIST (issue 3); at their defaults they leave the tabular protocol and its hashes unchanged.
     arch: str = "mlp"  # model module dfkd/models/<arch>.py; mlp uses `hidden`, others `arch_params`
     loss: str = "mse"  # student loss on T(x) - S(x): mse | logcosh
     arch_params: dict = field(default_factory=dict)
-    eval_chunk: int = 0  # rows per forward pass when validating/testing; 0 = all at once
+    eval_chunk: int = field(default=0, metadata={"min": 0})  # rows per forward pass when validating/testing; 0 = all at once
 
     #: Fields that enter a record's config hash only when set away from their default.
     LATE_FIELDS = ("arch", "loss", "arch_params", "eval_chunk")
 
     def __post_init__(self):
-        if self.loss not in LOSSES:
-            raise ConfigError(f"student loss '{self.loss}' unknown: use one of {', '.join(LOSSES)}")
+        check_loss(self.loss, "student loss")
 
     def build(self, input_shape, generators, device="cpu"):
         """A fresh student stack for inputs of ``input_shape``, replica r from ``generators[r]``."""
@@ -70,16 +69,6 @@ def predict_rows(stack, x: torch.Tensor, flat: torch.Tensor | None = None, chunk
     if not chunk or n <= chunk:
         return stack.predict(x, flat)
     return torch.cat([stack.predict(x[:, i:i + chunk], flat) for i in range(0, n, chunk)], 1)
-
-
-def student_loss(diff: torch.Tensor, loss: str):
-    """Per-row loss of ``diff = S - T`` and its derivative as ``slope * factor``.
-
-    Returns ``(diff^2, diff, 2)`` for mse or ``(logcosh(diff), tanh(diff), 1)`` for logcosh.
-    """
-    if loss == "mse":
-        return diff * diff, diff, 2.0
-    return logcosh(diff), torch.tanh(diff), 1.0
 
 
 def synthetic_batch(method: Method, context: Context, noise, a: float, m: int, device):
@@ -231,7 +220,7 @@ def distill(teacher, splits, seeds: list[int], method: Method, alpha: AlphaSched
             t = teacher.predict(x)
             s, cache = student.forward(x, keep=True, **train_kw)
             diff = s.squeeze(-1) - t
-            sq, slope, factor = student_loss(diff, cfg.loss)
+            sq, slope, factor = loss_terms(diff, cfg.loss)
             if len(weights) == 1:
                 g_out = slope * (factor * weights[0])
                 (sum_g if a > 0 else sum_p).add_(sq.mean(1))

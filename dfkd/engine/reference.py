@@ -15,7 +15,7 @@ import math
 import torch
 from torch import nn
 
-from dfkd.engine import rng
+from dfkd.core import rng
 from dfkd.engine.alpha import AlphaSchedule
 from dfkd.engine.distill import StudentConfig
 from dfkd.engine.teacher import TeacherConfig

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from dfkd.engine import rng
+from dfkd.core import rng
 from dfkd.engine.alpha import AlphaSchedule
 from dfkd.engine.distill import StudentConfig, distill, predict_rows
 from dfkd.engine.teacher import mse_per_replica, stack_splits
 from dfkd.errors import ConfigError
-from dfkd.methods.base import Context
+from dfkd.data.context import Context
 from dfkd.methods.random import Random
 
 

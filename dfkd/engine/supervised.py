@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from dfkd.engine import rng
-from dfkd.engine.distill import predict_rows, student_loss
-from dfkd.engine.optim import RMSpropStack
-from dfkd.errors import ConfigError
+from dfkd.core import rng
+from dfkd.core.losses import check_loss, loss_terms
+from dfkd.engine.distill import predict_rows
+from dfkd.core.optim import RMSpropStack
 from dfkd.models import build_stack
 
 
@@ -35,12 +35,11 @@ class CNNTeacherConfig:
     batch_size: int = 50
     epochs: int = 15
     loss: str = "logcosh"
-    seed: int = 0  # the one teacher every run shares
-    eval_chunk: int = 200
+    seed: int = field(default=0, metadata={"min": 0})  # the one teacher every run shares
+    eval_chunk: int = field(default=200, metadata={"min": 0})
 
     def __post_init__(self):
-        if self.loss not in ("mse", "logcosh"):
-            raise ConfigError(f"teacher loss '{self.loss}' unknown: use mse or logcosh")
+        check_loss(self.loss, "teacher loss")
 
 
 def train_supervised(split, seeds: list[int], cfg: CNNTeacherConfig, input_shape, device="cpu", progress=None):
@@ -76,7 +75,7 @@ def train_supervised(split, seeds: list[int], cfg: CNNTeacherConfig, input_shape
             idx = perm[:, i:i + cfg.batch_size]
             xb, yb = xtr[idx], ytr[idx]  # (R, b, C, H, W), (R, b)
             out, cache = net.forward(xb, keep=True, **train_kw)
-            _, slope, factor = student_loss(out.reshape(yb.shape) - yb, cfg.loss)
+            _, slope, factor = loss_terms(out.reshape(yb.shape) - yb, cfg.loss)
             opt.step(net.backward(cache, slope * (factor / yb.shape[1]))[0])
         err = predict_rows(net, xval, chunk=cfg.eval_chunk) - yval
         val = (err * err).mean(1)

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from dfkd.engine import rng
-from dfkd.engine.optim import PlateauStack, RMSpropStack
+from dfkd.core import rng
+from dfkd.core.optim import PlateauStack, RMSpropStack
 from dfkd.models.mlp import MLPStack
 
 if TYPE_CHECKING:

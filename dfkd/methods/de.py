@@ -34,11 +34,12 @@ import numpy as np
 import torch
 from scipy.optimize import differential_evolution
 
-from dfkd.engine import rng
-from dfkd.engine.checkpoint import generator_states, set_generator_states
+from dfkd.core import rng
+from dfkd.core.state import generator_states, set_generator_states
 from dfkd.errors import ConfigError
 from dfkd.methods.base import Method
-from dfkd.methods.objective import Objective, logcosh, objective_from
+from dfkd.core.losses import loss_terms
+from dfkd.methods.objective import Objective, objective_from
 
 MIN_POPULATION = 5  # scipy's smallest population (and best2bin needs 4 others besides the best)
 
@@ -55,11 +56,7 @@ def row_energies(obj: Objective, t: np.ndarray, s: np.ndarray, y, x: np.ndarray 
         y: y_rand, a number or ``(S,)`` (ignored when the objective has no target term).
         x: the rows ``(S, d)``, needed only for an L1 term.
     """
-    diff = t - s
-    if obj.loss == "mse":
-        value = -obj.disagreement * diff * diff
-    else:
-        value = -obj.disagreement * logcosh(torch.from_numpy(diff)).numpy()
+    value = loss_terms(torch.from_numpy(t - s), obj.loss, -obj.disagreement)[0].numpy()
     if obj.gamma:
         value = value + obj.gamma * s * s
     if obj.target:

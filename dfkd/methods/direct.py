@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from dfkd.engine import rng
-from dfkd.engine.checkpoint import generator_states, set_generator_states
-from dfkd.engine.optim import fresh_rmsprop_steps
+from dfkd.core import rng
+from dfkd.core.state import generator_states, set_generator_states
+from dfkd.core.optim import fresh_rmsprop_steps
 from dfkd.methods.base import Method
 from dfkd.methods.objective import objective_from
 
@@ -17,7 +17,7 @@ class Direct(Method):
     Tabular (paper eq. 5): ``x_g = argmin_x mean(-(T(x) - S(x))^2 + gamma S(x)^2)`` from
     x ~ N(0, I), solved approximately by tau_max = 2 RMSprop steps (lr 0.1, weight
     decay beta = 1e-5), a new optimizer for every batch (see
-    :func:`dfkd.engine.optim.fresh_rmsprop_steps`).
+    :func:`dfkd.core.optim.fresh_rmsprop_steps`).
 
     MNIST (paper eq. 8): the ``objective`` mapping of ``conf/method/direct_mnist.yaml``
     (``-eps logcosh(T - S) + beta |x|_1 + gamma (T - y_rand)^2``), 20 steps at lr 1e-3,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from dfkd.engine import rng
-from dfkd.engine.checkpoint import generator_states, restore_, set_generator_states
-from dfkd.engine.optim import RMSpropStack
+from dfkd.core import rng
+from dfkd.core.state import generator_states, restore_, set_generator_states
+from dfkd.core.optim import RMSpropStack
 from dfkd.errors import ConfigError
 from dfkd.methods.base import Method
 from dfkd.methods.objective import objective_from

@@ -25,16 +25,10 @@ from dataclasses import dataclass
 
 import torch
 
+from dfkd.core.losses import check_loss, loss_terms
 from dfkd.errors import ConfigError
 
-LOSSES = ("mse", "logcosh")
 TARGETS = ("integers", "uniform")
-
-
-def logcosh(d: torch.Tensor) -> torch.Tensor:
-    """``log(cosh(d))`` without overflow: ``|d| + log1p(exp(-2|d|)) - log 2``."""
-    a = d.abs()
-    return a + torch.log1p(torch.exp(-2.0 * a)) - math.log(2.0)
 
 
 @dataclass(frozen=True)
@@ -63,8 +57,7 @@ class Objective:
     y_per: str = "row"
 
     def __post_init__(self):
-        if self.loss not in LOSSES:
-            raise ConfigError(f"objective loss '{self.loss}' unknown: use one of {', '.join(LOSSES)}")
+        check_loss(self.loss, "objective loss")
         if self.y_rand not in TARGETS:
             raise ConfigError(f"objective y_rand '{self.y_rand}' unknown: use one of {', '.join(TARGETS)}")
         if self.y_per not in ("row", "batch"):
@@ -97,16 +90,10 @@ class Objective:
     def grads(self, t: torch.Tensor, s: torch.Tensor, y: torch.Tensor | None = None):
         """Objective value per replica ``(R,)`` (without the L1 term) and its gradients w.r.t. T and S ``(R, m)``."""
         m = t.shape[1]
-        diff = t - s
-        if self.loss == "mse":
-            value = -self.disagreement * diff * diff + self.gamma * s * s
-            g_t = diff * (-2.0 * self.disagreement / m)
-            g_s = diff * (2.0 * self.disagreement / m) + s * (2.0 * self.gamma / m)
-        else:
-            value = -self.disagreement * logcosh(diff) + self.gamma * s * s
-            slope = torch.tanh(diff)
-            g_t = slope * (-self.disagreement / m)
-            g_s = slope * (self.disagreement / m) + s * (2.0 * self.gamma / m)
+        disagreement, slope, factor = loss_terms(t - s, self.loss, -self.disagreement)
+        value = disagreement + self.gamma * s * s
+        g_t = slope * (-factor * self.disagreement / m)
+        g_s = slope * (factor * self.disagreement / m) + s * (2.0 * self.gamma / m)
         if self.needs_target:
             if y is None:
                 raise ValueError("this objective has a target term: pass y (draw it with draw_target)")

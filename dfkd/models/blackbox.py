@@ -130,7 +130,7 @@ def build_regressor(target: str, params: dict | None = None):
     Raises:
         ConfigError: if the class cannot be imported or does not take ``params``.
     """
-    return instantiate(target, params, "teacher class", "set teacher._target_ to e.g. sklearn.svm.SVR")
+    return instantiate(target, params, "teacher class", "set teacher.regressor to e.g. sklearn.svm.SVR")
 
 
 def _split_key(split) -> str:

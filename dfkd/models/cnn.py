@@ -267,6 +267,10 @@ def cnn_module(params: dict[str, torch.Tensor], filters: int, input_shape=(1, 28
     return net
 
 
+#: The kind of dataset input (``Dataset.inputs``) this architecture takes.
+INPUTS = "image"
+
+
 def build_stack(input_shape, generators: list[torch.Generator], device="cpu", filters: int = 5,
                 hidden=(500, 100, 20), dropout=(0.5, 0.25, 0.0), padding: int = 0) -> CNNStack:
     """A fresh student stack (see :func:`dfkd.models.build_stack`)."""

@@ -286,6 +286,10 @@ class MLPStack:
         return 2.0 * n * (self.d_in * self.hidden + self.hidden * self.d_out)
 
 
+#: The kind of dataset input (``Dataset.inputs``) this architecture takes.
+INPUTS = "table"
+
+
 def build_stack(input_shape, generators: list[torch.Generator], device="cpu", hidden: int = 50) -> MLPStack:
     """A fresh student stack ``Linear(d, hidden) -> tanh -> Linear(hidden, 1)``, replica r from ``generators[r]``.
 

@@ -201,6 +201,10 @@ class RBFStack:
         return 2.0 * n * self.centres * (self.d_in + 1)
 
 
+#: The kind of dataset input (``Dataset.inputs``) this architecture takes.
+INPUTS = "table"
+
+
 def build_stack(input_shape, generators: list[torch.Generator], device="cpu", centres: int = 100) -> RBFStack:
     """A fresh student stack of ``centres`` Gaussian basis functions and a linear output, replica r from
     ``generators[r]`` (the builder every model module offers; see :func:`dfkd.models.build_stack`)."""

@@ -94,13 +94,11 @@ def load_experiment_objects(pattern: str, attr: str, experiments_dir=None) -> li
             repository root (beside the ``dfkd`` package).
     """
     if experiments_dir is None:
-        import dfkd
+        from dfkd.core.paths import EXPERIMENTS_DIR
 
-        experiments_dir = Path(dfkd.__file__).resolve().parents[1] / "experiments"
+        experiments_dir = EXPERIMENTS_DIR
     experiments_dir = Path(experiments_dir)
-    root = str(experiments_dir.resolve().parent)
-    if root not in sys.path:
-        sys.path.insert(0, root)
+    _register_experiments_package(experiments_dir)
     found = []
     for path in sorted(experiments_dir.glob(pattern)):
         mod_spec = importlib.util.spec_from_file_location(f"_dfkd_experiment_{path.stem}", path)
@@ -110,6 +108,22 @@ def load_experiment_objects(pattern: str, attr: str, experiments_dir=None) -> li
         if obj is not None:
             found.append((path, obj))
     return found
+
+
+def _register_experiments_package(folder: Path) -> None:
+    """Make ``import experiments.<x>`` (the specs' shared helpers) resolve to ``folder`` without putting its
+    parent on ``sys.path`` (in a wheel that parent is the dfkd package, whose subpackages must not become
+    top-level names)."""
+    current = sys.modules.get("experiments")
+    if current is not None and Path(getattr(current, "__path__", [""])[0]).resolve() == folder.resolve():
+        return
+    init = folder / "__init__.py"
+    spec = importlib.util.spec_from_file_location("experiments", init, submodule_search_locations=[str(folder)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["experiments"] = module
+    spec.loader.exec_module(module)
+    for name in [n for n in sys.modules if n.startswith("experiments.")]:
+        del sys.modules[name]  # helpers of another folder (tests load fabricated specs) are re-read
 
 
 def natural_key(name: str) -> list:

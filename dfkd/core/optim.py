@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from dfkd.engine.checkpoint import restore_
+from dfkd.core.state import restore_
 
 
 class RMSpropStack:

@@ -10,7 +10,7 @@ direct optimization's starting points. A dataset's yaml chooses it with
 - ``simplex``: each feature ~ N(mean_j, std_j) of the training set, clipped to
   [0, 1], then every row renormalised to sum 1 (paper section 3.6, eSol).
 
-Every draw comes from the replicas' own generators (:func:`dfkd.engine.rng.randn`),
+Every draw comes from the replicas' own generators (:func:`dfkd.core.rng.randn`),
 so a replica's numbers never depend on which other replicas share its stack.
 """
 
@@ -20,7 +20,7 @@ import math
 
 import torch
 
-from dfkd.engine import rng
+from dfkd.core import rng
 from dfkd.errors import ConfigError
 
 KINDS = ("normal", "pixel", "simplex")
