@@ -135,17 +135,19 @@ def run_cell(settings: Settings, log=print) -> dict:
                                        for k, v in traces.items()})
         rec = _record(settings, seed, results[r], tinfo[r], hashes[seed], device, wall, len(pending), trace_path)
         if queries is not None:
-            rec["teacher_queries"] = int(queries[r])
+            rec.teacher_queries = int(queries[r])
         if checkpoint.resumed_epoch is not None:  # trained in several runs: which code trained which epochs
-            rec["training_segments"] = checkpoint.segments
+            rec.training_segments = checkpoint.segments
         if settings.dataset.keep_samples:
-            rec.update(student_loss=settings.student.loss, subset=settings.subset,
-                       synthetic_samples=int(traces["synthetic_t"].shape[1]) if "synthetic_t" in traces else 0)
-        rec.update(settings.dataset.record_extra(splits))
+            rec.student_loss, rec.subset = settings.student.loss, settings.subset
+            rec.synthetic_samples = int(traces["synthetic_t"].shape[1]) if "synthetic_t" in traces else 0
+        for key, value in settings.dataset.record_extra(splits).items():
+            setattr(rec, key, value)
         recs.append(rec)
     bookkeeping += time.perf_counter() - t_write
     for rec in recs:  # what resume checks, traces and data verification cost, for `make bench`
-        rec.update(bookkeeping_s=bookkeeping / len(recs), data_s=data_s / len(recs))
+        rec.bookkeeping_s, rec.data_s = bookkeeping / len(recs), data_s / len(recs)
+    recs = [rec.to_dict() for rec in recs]
     store.commit_stack(cell_dir, key, recs, checkpoint)
     store.remove_spent_checkpoints(cell_dir, log)
     failed = [rec["seed"] for rec in recs if rec["status"] != "ok"]
@@ -165,31 +167,28 @@ def record_status(res: dict, tinfo: dict) -> tuple[str, str | None]:
 
 
 def _record(settings: Settings, seed: int, res: dict, tinfo: dict, config_hash: str, device, wall: float,
-            replicas: int, trace_path) -> dict:
+            replicas: int, trace_path) -> records.Record:
     """One run's flat, self-describing record (failed when its teacher or the student diverged)."""
     status, failure = record_status(res, tinfo)
-    return {
-        "schema": records.SCHEMA, "kind": "distill", "experiment": settings.experiment,
-        "dataset": settings.dataset.name, "method": settings.method_name, "alpha": settings.alpha.label,
-        "variant": f"{settings.method_name}/{settings.alpha.label}", "student": settings.student_name,
-        "student_hidden": settings.student.hidden if settings.student.arch == "mlp" else None,
-        "student_arch": settings.student.arch, "teacher": settings.teacher_name, "seed": seed,
-        "status": status, "failure_reason": failure,
+    return records.Record(
+        experiment=settings.experiment, dataset=settings.dataset.name, method=settings.method_name,
+        alpha=settings.alpha.label, student=settings.student_name,
+        student_hidden=settings.student.hidden if settings.student.arch == "mlp" else None,
+        student_arch=settings.student.arch, teacher=settings.teacher_name, seed=seed,
+        status=status, failure_reason=failure,
         **{k: res[k] for k in ("test_rmse", "test_mae", "test_rmse_last", "test_mae_last", "best_epoch",
-                               "val_rmse_best")},
-        "teacher_test_rmse": tinfo["test_rmse"], "teacher_test_mae": tinfo.get("test_mae"),
-        "teacher_val_rmse": tinfo["val_rmse"], "teacher_epochs": tinfo["epochs"],
-        "epochs": settings.student.epochs, "epochs_run": res["epochs_run"],
-        "steps_per_epoch": settings.student.steps_per_epoch, "batch_size": res["batch_size"],
-        "replicas": replicas, "wall_time_s": wall / replicas, "stack_wall_time_s": wall,
-        "config_hash": config_hash, "teacher_key": settings.teacher_key(), "git_commit": records.git_commit(),
-        "device": str(device), "threads": torch.get_num_threads(), "host": platform.node(),
-        "torch_version": torch.__version__, "numpy_version": np.__version__,
-        "python_version": platform.python_version(), "created": records.now_utc(),
-        "data_sha256": settings.dataset.fingerprint(), "method_params": settings.method_params,
-        "alpha_schedule": settings.alpha.schedule, "alpha_value": float(settings.alpha.value),
-        "trace_file": trace_path.name, "config": settings.resolved,
-    }
+                               "val_rmse_best", "epochs_run", "batch_size")},
+        teacher_test_rmse=tinfo["test_rmse"], teacher_test_mae=tinfo.get("test_mae"),
+        teacher_val_rmse=tinfo["val_rmse"], teacher_epochs=tinfo["epochs"],
+        epochs=settings.student.epochs, steps_per_epoch=settings.student.steps_per_epoch,
+        replicas=replicas, wall_time_s=wall / replicas, stack_wall_time_s=wall,
+        config_hash=config_hash, teacher_key=settings.teacher_key(), git_commit=records.git_commit(),
+        device=str(device), threads=torch.get_num_threads(), host=platform.node(),
+        torch_version=torch.__version__, numpy_version=np.__version__,
+        python_version=platform.python_version(), created=records.now_utc(),
+        data_sha256=settings.dataset.fingerprint(), method_params=settings.method_params,
+        alpha_schedule=settings.alpha.schedule, alpha_value=float(settings.alpha.value),
+        trace_file=trace_path.name, config=settings.resolved)
 
 
 def run_teachers(settings: Settings, log=print) -> list[dict]:

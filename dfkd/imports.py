@@ -34,7 +34,7 @@ def build(cfg: dict, what: str, fix: str):
     try:
         cls = get_class(str(target)) if not callable(target) else target
     except Exception:  # noqa: BLE001 - Hydra wraps import failures of every kind
-        raise ConfigError(f"{what} '{target}' cannot be imported: {fix}") from None
+        raise ConfigError(f"{what}: class {target} cannot be imported: {fix}") from None
     name = None
     try:
         params = inspect.signature(cls).parameters
@@ -49,7 +49,7 @@ def build(cfg: dict, what: str, fix: str):
         cause = _root_cause(exc)
         if isinstance(cause, DfkdError):
             raise cause from None
-        raise ConfigError(f"{what} '{target}' does not accept its parameters ({one_line(cause)}): {fix}") from None
+        raise ConfigError(f"{what} ({target}) does not accept its parameters ({one_line(cause)}): {fix}") from None
     if name is not None:
         obj.name = str(name)
     return obj

@@ -8,6 +8,7 @@ exists with the same hash, which is how an interrupted sweep resumes.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -18,6 +19,121 @@ from functools import lru_cache
 from pathlib import Path
 
 SCHEMA = 1
+
+
+def alpha_label(value) -> str | None:
+    """An alpha schedule's label as a string; numbers become their shortest form ("1", "0.5")."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return str(value)
+    return f"{value:g}"
+
+
+def variant_name(method: str, alpha) -> str:
+    """The one name of a (method, alpha) pair, as config, record, folder and table use it: ``direct-1``."""
+    return f"{method}-{alpha_label(alpha)}"
+
+
+@dataclasses.dataclass
+class Record:
+    """One run's flat, self-describing record: the cell writes it (:meth:`to_dict`), the report reads it
+    (:meth:`from_dict`). Fields a run of some kind does not have (image counts for tables, teacher queries for
+    network teachers) stay None and are left out of the file."""
+
+    dataset: str
+    method: str
+    alpha: str
+    student: str
+    seed: int
+    schema: int = SCHEMA
+    kind: str = "distill"
+    experiment: str | None = None
+    variant: str | None = None  # always variant_name(method, alpha)
+    student_hidden: int | None = None
+    student_arch: str | None = None
+    teacher: str | None = None
+    status: str = "ok"
+    failure_reason: str | None = None
+    test_rmse: float | None = None  # of the best-validation student
+    test_mae: float | None = None
+    test_rmse_last: float | None = None  # of the last epoch's student
+    test_mae_last: float | None = None
+    best_epoch: int | None = None
+    val_rmse_best: float | None = None
+    teacher_test_rmse: float | None = None
+    teacher_test_mae: float | None = None
+    teacher_val_rmse: float | None = None
+    teacher_epochs: int | None = None
+    epochs: int | None = None
+    epochs_run: int | None = None
+    steps_per_epoch: int | None = None
+    batch_size: int | None = None
+    replicas: int | None = None
+    wall_time_s: float | None = None  # the stack's training time over its replicas
+    stack_wall_time_s: float | None = None
+    bookkeeping_s: float | None = None
+    data_s: float | None = None
+    config_hash: str | None = None
+    teacher_key: str | None = None
+    git_commit: str | None = None
+    device: str | None = None
+    threads: int | None = None
+    host: str | None = None
+    torch_version: str | None = None
+    numpy_version: str | None = None
+    python_version: str | None = None
+    created: str | None = None
+    data_sha256: list | None = None
+    method_params: dict | None = None
+    alpha_schedule: str | None = None
+    alpha_value: float | None = None
+    trace_file: str | None = None
+    config: dict | None = None  # the whole resolved config of the run
+    teacher_queries: int | None = None  # black-box teachers: rows asked during distillation
+    training_segments: list | None = None  # stacks resumed across runs: which commit trained which epochs
+    student_loss: str | None = None  # image runs
+    subset: dict | None = None
+    n_train_images: int | None = None
+    n_val_images: int | None = None
+    n_test_images: int | None = None
+    synthetic_samples: int | None = None
+    extra: dict = dataclasses.field(default_factory=dict)  # fields of other writers, kept as they are
+
+    def __post_init__(self):
+        self.alpha = alpha_label(self.alpha)
+        self.variant = variant_name(self.method, self.alpha) if self.method and self.alpha else None
+
+    def to_dict(self) -> dict:
+        """The record as written: every field that is set, then ``extra``'s."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if f.name != "extra" and (getattr(self, f.name) is not None or f.name in _ALWAYS)}
+        return {**out, **self.extra}
+
+    def to_dict_all(self) -> dict:
+        """Every field, set or not (None), then ``extra``'s: one row of the report's frame."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        return {**out, **self.extra}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Record:
+        """A record read from a file (older files may lack fields, which stay None; ``student`` falls back to
+        ``mlp<student_hidden>``); keys this schema does not name go to ``extra``."""
+        data = dict(data)
+        if not data.get("student") and data.get("student_hidden") is not None:
+            data["student"] = f"mlp{data['student_hidden']}"
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        extra = {k: data.pop(k) for k in list(data) if k not in known}
+        for key in ("dataset", "method", "alpha", "student", "seed"):
+            data.setdefault(key, None)
+        return cls(**data, extra=extra)
+
+
+#: Fields every record file carries, set or not (a failed run's metrics are null, not absent).
+_ALWAYS = {"dataset", "method", "alpha", "variant", "student", "seed", "status", "failure_reason", "test_rmse",
+           "test_mae"}
+RECORD_FIELDS = [f.name for f in dataclasses.fields(Record) if f.name != "extra"]
+NUMERIC_FIELDS = [f.name for f in dataclasses.fields(Record) if f.type in ("float | None", "float")]
 
 
 def config_hash(obj) -> str:

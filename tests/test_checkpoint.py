@@ -187,9 +187,13 @@ def test_damaged_foreign_or_unfitting_checkpoints_are_reported_and_ignored(tmp_p
         path.write_bytes(good)
     # a file of the same key that does not fit the stack (other student width) is rejected, not half-loaded
     lines = []
-    ckpt = Checkpoint(path, 0, key="k", log=lines.append)
+    ckpt = Checkpoint(path, 0, key="k", log=lines.append, commit="abc123")
     out = make_run(ckpt, hidden=4)
     assert len(lines) == 1 and "does not fit this stack" in lines[0] and ckpt.resumed_epoch is None
+    # ... and kept aside, byte for byte, so that the fresh run's saves cannot overwrite the hours it holds
+    aside = path.with_name(path.name + ".rejected")
+    assert f"kept as {aside.name}" in lines[0] and aside.read_bytes() == good and not path.exists()
+    aside.replace(path)
     cfg4 = StudentConfig(hidden=4, epochs=4, steps_per_epoch=2)
     teacher = MLPStack.init(6, 20, 1, rng.generators(SEEDS, "t"))
     same_run(distill(teacher, splits, SEEDS, Direct(), AlphaSchedule("decreasing"), cfg4), out)
@@ -429,3 +433,27 @@ def test_a_sigkilled_cli_run_resumes_from_its_checkpoint(tmp_path, data_mirror):
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
+
+
+def test_a_bug_while_restoring_a_checkpoint_is_raised_not_swallowed(tmp_path, monkeypatch):
+    """Only what a file of another shape or layout raises means 'start over'; any other failure while restoring
+    (a bug) propagates, so hours of training never restart silently."""
+    splits = [toy_split(s) for s in SEEDS]
+
+    def make_run(checkpoint=None, progress=None):
+        teacher = MLPStack.init(6, 20, 1, rng.generators(SEEDS, "t"))
+        return distill(teacher, splits, SEEDS, Direct(), AlphaSchedule("decreasing"),
+                       StudentConfig(hidden=5, epochs=4, steps_per_epoch=2), progress=progress,
+                       checkpoint=checkpoint)
+
+    path = tmp_path / "ck.pt"
+    with pytest.raises(Stop):
+        make_run(Checkpoint(path, EVERY_EPOCH, key="k", log=lambda *_: None), stop_at(1))
+    good = path.read_bytes()
+
+    def broken(self, state):
+        raise ZeroDivisionError("a bug in a method's load_state_dict")
+    monkeypatch.setattr(Direct, "load_state_dict", broken)
+    with pytest.raises(ZeroDivisionError):
+        make_run(Checkpoint(path, 0, key="k", log=lambda *_: None))
+    assert path.read_bytes() == good  # untouched: fix the bug and rerun to resume

@@ -108,9 +108,24 @@ class Checkpoint:
         finally:
             self.seconds += time.perf_counter() - t0
 
-    def rejected(self, exc: BaseException) -> None:
-        """Report a file that loaded but could not be restored (e.g. it does not fit the stack)."""
-        self.log(f"checkpoint {self.path.name} does not fit this stack ({one_line(exc)}): ignored, starting over")
+    def rejected(self, exc: BaseException, state: dict | None = None) -> Path:
+        """Report a file that loaded but could not be restored (it does not fit the stack), and move it aside to
+        ``<name>.rejected`` so that the fresh run's saves never overwrite the hours it may hold.
+
+        Returns:
+            Where the file now is.
+        """
+        aside = self.path.with_name(self.path.name + ".rejected")
+        segments = (state or {}).get("segments")
+        writer = segments[-1].get("git_commit") if isinstance(segments, list) and segments else None
+        try:
+            self.path.replace(aside)
+        except OSError:
+            aside = self.path
+        self.log(f"checkpoint {self.path.name} does not fit this stack ({one_line(exc)}): kept as {aside.name}, "
+                 f"starting over; to resume it instead, rerun with the code that wrote it"
+                 + (f" (commit {writer})" if writer else "") + " after renaming it back")
+        return aside
 
     def resumed(self, state: dict, seeds) -> None:
         """Note (and log in one line) that the stack of ``seeds`` continues from ``state``."""

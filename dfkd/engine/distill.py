@@ -139,7 +139,8 @@ def _restore(st: _Stack, state: dict, method: Method, teacher, epochs: int) -> i
     """Load a checkpoint's state into a fresh stack; returns the epoch to continue at.
 
     Raises:
-        Exception: if the state does not fit (the caller starts over with a fresh stack).
+        ValueError, KeyError, TypeError, IndexError, RuntimeError: if the state does not fit (the caller keeps the
+            file aside and starts over with a fresh stack).
     """
     epoch = int(state["epoch"])
     if state["epochs"] != epochs or state["replicas"] != len(st.noise) or not 0 < epoch < epochs:
@@ -196,8 +197,10 @@ def distill(teacher, splits, seeds: list[int], method: Method, alpha: AlphaSched
         teacher_before = teacher.state_dict() if hasattr(teacher, "state_dict") else None
         try:
             start = _restore(st, saved, method, teacher, cfg.epochs)
-        except Exception as exc:  # a file that does not fit this stack: report it and start over
-            checkpoint.rejected(exc)
+        except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as exc:
+            # what a file of another shape, length or layout raises: kept aside, reported, and the stack starts
+            # over; anything else is a bug and propagates
+            checkpoint.rejected(exc, saved)
             if teacher_before is not None:
                 teacher.load_state_dict(teacher_before)
             st = _fresh_stack(teacher, seeds, method, cfg, device, context)

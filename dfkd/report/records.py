@@ -8,49 +8,14 @@ from pathlib import Path
 
 import pandas as pd
 
-#: Fields of a schema-1 distillation record, in display order.
-RECORD_FIELDS = [
-    "schema", "kind", "experiment", "dataset", "method", "alpha", "variant",
-    "student", "student_hidden", "seed", "status", "failure_reason",
-    "test_rmse", "test_mae", "test_rmse_last", "best_epoch", "val_rmse_best",
-    "teacher_test_rmse", "teacher_val_rmse", "teacher_epochs", "teacher_test_mae", "test_mae_last",
-    "epochs", "epochs_run", "steps_per_epoch", "batch_size", "wall_time_s",
-    "config_hash", "git_commit", "device", "created",
-]
+from dfkd.records import NUMERIC_FIELDS, RECORD_FIELDS, SCHEMA, Record
 
 #: Schema versions this reader understands.
-KNOWN_SCHEMAS = {1}
-
-_NUMERIC_FIELDS = [
-    "test_rmse", "test_mae", "test_rmse_last", "val_rmse_best",
-    "teacher_test_rmse", "teacher_val_rmse", "wall_time_s", "teacher_test_mae", "test_mae_last",
-]
+KNOWN_SCHEMAS = {SCHEMA}
 
 
 class RecordWarning(UserWarning):
     """A record file was skipped because it could not be read or understood."""
-
-
-def _alpha_label(value) -> str | None:
-    """Schedule label as a string; numbers become their shortest form ("1", "0.5")."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, (int, float)):
-        return f"{value:g}"
-    return str(value)
-
-
-def _normalize(rec: dict) -> dict:
-    """Fill fields that older or hand-written records may leave implicit."""
-    rec = dict(rec)
-    rec["alpha"] = _alpha_label(rec.get("alpha"))
-    if not rec.get("variant") and rec.get("method") and rec.get("alpha"):
-        rec["variant"] = f"{rec['method']}/{rec['alpha']}"
-    if not rec.get("student") and rec.get("student_hidden") is not None:
-        rec["student"] = f"mlp{rec['student_hidden']}"
-    return rec
 
 
 def load_records(root) -> pd.DataFrame:
@@ -93,7 +58,7 @@ def load_records(root) -> pd.DataFrame:
                 RecordWarning, stacklevel=2,
             )
             continue
-        rec = _normalize(rec)
+        rec = Record.from_dict(rec).to_dict_all()
         rec["path"] = str(path)
         rows.append(rec)
 
@@ -101,11 +66,11 @@ def load_records(root) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     for col in columns:
         if col not in df.columns:
-            df[col] = pd.Series(dtype=float if col in _NUMERIC_FIELDS else object)
+            df[col] = pd.Series(dtype=float if col in NUMERIC_FIELDS else object)
     extra = [c for c in df.columns if c not in columns]
     df = df[columns + extra]
     # JSON null in a metric arrives as None; coercing keeps NaN arithmetic uniform.
-    for col in _NUMERIC_FIELDS:
+    for col in NUMERIC_FIELDS:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     df.attrs["root"] = str(root)
     df.attrs["skipped"] = skipped
