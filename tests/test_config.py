@@ -8,7 +8,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from dfkd.cli import CONF_DIR, check_overrides, groups, options
+from dfkd.engine.alpha import AlphaSchedule
 from dfkd.errors import ConfigError
+from dfkd.report.tables import load_table_specs, variant_names
 from dfkd.settings import build_method, settings_from_dict
 
 GROUP_OPTIONS = [(g, o) for g in groups() if g not in ("experiment", "variant") for o in options(g)]
@@ -36,20 +38,47 @@ def test_every_group_option_composes_and_validates(group, option):
         assert build_method(settings).name == option
 
 
-# Image variants are named by dataset (mnist_direct sets method direct_mnist, alpha decreasing).
-VARIANT_CHOICES = {"mnist_random": ("random", "zero"), "mnist_generator": ("generator_mnist", "decreasing"),
-                   "mnist_direct": ("direct_mnist", "decreasing")}
 TABULAR = {"compactiv", "cpusmall", "ctscan", "indoorloc", "mv", "pole", "puma32h"}
-TABLE34_VARIANTS = {"direct_one", "direct_decreasing", "generator_one", "generator_decreasing", "random"}
+SPECS = load_table_specs()
+
+
+def sweep(value) -> list:
+    """The values a sweep override expands to, parsed by Hydra's own parser."""
+    return list(OverridesParser.create().parse_overrides([f"key={value}"])[0].sweep_string_iterator())
 
 
 @pytest.mark.parametrize("variant", options("variant"))
-def test_variants_set_method_and_alpha(variant):
+def test_a_variant_is_named_by_its_method_and_alpha_label(variant):
+    # One name per idea: variant=<name> composes method <m> and an alpha whose label is <a>, and its records
+    # (field "variant" and folder results/records/<dataset>/<student>/<m>-<a>/) carry the same name.
     cfg = compose_dict([f"variant={variant}"])
-    method, _, alpha = variant.partition("_")
-    method, alpha = VARIANT_CHOICES.get(variant, (method, alpha or "zero"))
-    assert cfg.method.name == method
-    assert cfg.alpha.name == alpha
+    assert f"{cfg.method.name}-{AlphaSchedule(cfg.alpha.schedule, cfg.alpha.value).label}" == variant
+
+
+def test_every_table_column_is_a_variant_option():
+    names = {v for spec in SPECS.values() for v in variant_names(spec)}
+    assert names - set(options("variant")) == set()
+
+
+# Each preset's sweep against the spec(s) it produces records for: (preset, tables, datasets swept or fixed).
+PRESET_TABLES = [("table3", ["table3"]), ("table4", ["table4"]), ("quick", ["table3", "table4"]),
+                 ("table5", ["table5"]), ("table5_cpu", ["table5"]), ("mnist_quick", ["table5"]),
+                 ("table6", ["table6"]), ("quick_table6", ["table6"])]
+
+
+@pytest.mark.parametrize("preset,tables", PRESET_TABLES, ids=[p for p, _ in PRESET_TABLES])
+def test_preset_sweeps_what_its_table_spec_declares(preset, tables):
+    cfg = compose_dict([f"experiment={preset}", "data_mirror=null"], hydra_cfg=True)
+    params = cfg.hydra.sweeper.params
+    specs = [SPECS[t] for t in tables]
+    variants = sweep(params.variant)
+    assert len(variants) == len(set(variants))  # none twice
+    assert set(variants) == {v for spec in specs for v in variant_names(spec)}
+    datasets = sweep(params.dataset) if "dataset" in params else [cfg.dataset.name]
+    assert len(datasets) == len(set(datasets))
+    assert set(datasets) == {d for spec in specs for d in spec["datasets"]}
+    students = sweep(params.student) if "student" in params else [cfg.student.name]
+    assert sorted(students) == sorted({spec["student"] for spec in specs})
 
 
 def test_any_method_composes_with_any_alpha():
@@ -62,9 +91,7 @@ def test_table_presets(preset, student):
     cfg = compose_dict([f"experiment={preset}"], hydra_cfg=True)
     assert cfg.student.name == student and cfg.experiment_name == preset and cfg.seeds == 10
     assert cfg.epochs == 2000 and cfg.missing_data == "skip"
-    params = cfg.hydra.sweeper.params
-    assert set(params.dataset.split(",")) == TABULAR
-    assert set(params.variant.split(",")) == TABLE34_VARIANTS
+    assert set(sweep(cfg.hydra.sweeper.params.dataset)) == TABULAR
     assert cfg.hydra.launcher._target_.endswith("JoblibLauncher")
 
 
@@ -113,8 +140,7 @@ def test_mnist_presets(preset, epochs, results):
     cfg = compose_dict([f"experiment={preset}", "data_mirror=null"], hydra_cfg=True)
     assert (cfg.dataset.name, cfg.teacher.name, cfg.student.name) == ("mnist", "cnn10", "cnn5")
     assert cfg.seeds == 5 and cfg.epochs == epochs and cfg.steps_per_epoch == 10 and cfg.results_dir == results
-    assert set(cfg.hydra.sweeper.params.variant.split(",")) == set(VARIANT_CHOICES)
-    s = settings_from_dict(OmegaConf.to_container(compose_dict([f"experiment={preset}", "variant=mnist_direct",
+    s = settings_from_dict(OmegaConf.to_container(compose_dict([f"experiment={preset}", "variant=direct_mnist-decreasing",
                                                                 "data_mirror=null"]), resolve=True))
     assert (s.student.arch, s.student.loss, s.student.arch_params["filters"]) == ("cnn", "logcosh", 5)
     assert s.teacher.config.arch_params["filters"] == 10 and s.teacher.config.loss == "logcosh"
@@ -139,7 +165,7 @@ def test_table6_presets():
     cfg = compose_dict(["experiment=table6"], hydra_cfg=True)
     assert (cfg.dataset.name, cfg.teacher.name, cfg.student.name) == ("protein", "svr", "rbf100")
     assert (cfg.seeds, cfg.epochs, cfg.steps_per_epoch, cfg.rows_per_step) == (5, 1000, 100, 10)
-    assert set(cfg.hydra.sweeper.params.variant.split(",")) == {"de_half", "random"}
+    assert sweep(cfg.hydra.sweeper.params.variant) == ["de-0.5", "random-0"]
     quick = compose_dict(["experiment=quick_table6"], hydra_cfg=True)
     assert quick.experiment_name == "quick" and Path(quick.results_dir) == Path("results/quick")
     assert quick.epochs < cfg.epochs and quick.dataset.name == "protein"

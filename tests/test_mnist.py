@@ -247,7 +247,7 @@ def test_tiny_mnist_run_writes_records_and_a_table5_row(mnist_data, data_mirror,
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[
-            "dataset=mnist", "teacher=cnn10", "student=cnn5", "variant=mnist_direct", "seeds=2", "epochs=2",
+            "dataset=mnist", "teacher=cnn10", "student=cnn5", "variant=direct_mnist-decreasing", "seeds=2", "epochs=2",
             "steps_per_epoch=1", "teacher.epochs=1", "subset.train=200", "subset.test=100", "dataset.split.n_val=100",
             "method.steps=2", "synthetic_samples=6", "progress=false", f"results_dir={tmp_path / 'results'}",
             f"teacher_dir={tmp_path / 'teachers'}", f"data_dir={tmp_path / 'data'}", f"data_mirror={data_mirror}"])
@@ -255,7 +255,7 @@ def test_tiny_mnist_run_writes_records_and_a_table5_row(mnist_data, data_mirror,
     assert summary["status"] == "done" and summary["ran"] == [1, 2]
     rec = json.loads(Path(summary["records"][0]).read_text())
     assert (rec["dataset"], rec["variant"], rec["student"], rec["student_arch"]) == \
-        ("mnist", "direct_mnist/decreasing", "cnn5", "cnn")
+        ("mnist", "direct_mnist-decreasing", "cnn5", "cnn")
     assert rec["n_test_images"] == 100 and rec["n_val_images"] == 100 and rec["n_train_images"] == 200
     for key in ("test_mae", "test_rmse", "test_mae_last", "teacher_test_mae", "teacher_test_rmse"):
         assert 0 < rec[key] < 10, key
@@ -264,7 +264,7 @@ def test_tiny_mnist_run_writes_records_and_a_table5_row(mnist_data, data_mirror,
     assert trace["synthetic_x"].min() >= 0 and trace["synthetic_x"].max() <= 1
     spec = load_table_specs()["table5"]
     table = summarize(load_records(tmp_path / "results" / "records"), spec)
-    row = table[(table["metric"] == "MAE") & (table["variant"] == "direct_mnist/decreasing")].iloc[0]
+    row = table[(table["metric"] == "MAE") & (table["variant"] == "direct_mnist-decreasing")].iloc[0]
     assert row.n_ok == 2 and row["mean"] == pytest.approx(np.mean([
         json.loads(Path(p).read_text())["test_mae"] for p in summary["records"]]))
     text = render_markdown(table, spec, {})
@@ -278,8 +278,8 @@ def test_figures_9_and_10_from_fabricated_records(tmp_path):
 
     root = tmp_path / "records"
     gen = np.random.default_rng(0)
-    for variant, seeds in (("random/0", [2, 1]), ("direct_mnist/decreasing", [1])):
-        method, alpha = variant.split("/")
+    for variant, seeds in (("random-0", [2, 1]), ("direct_mnist-decreasing", [1])):
+        method, alpha = variant.rsplit("-", 1)
         for seed in seeds:
             folder = root / "mnist" / "cnn5" / f"{method}-{alpha}"
             folder.mkdir(parents=True, exist_ok=True)

@@ -261,7 +261,7 @@ def compose_protein(tmp, mirror, extra=()):
 def test_protein_context_is_the_training_simplex_and_box(data_mirror, tmp_path):
     from dfkd.cell import load_data
 
-    settings = compose_protein(tmp_path, data_mirror, ["variant=de_half"])
+    settings = compose_protein(tmp_path, data_mirror, ["variant=de-0.5"])
     assert (settings.student.batch_size, settings.student.arch) == (5, "rbf")  # 5 DE + 5 random rows per step
     assert settings.student.arch_params == {"centres": 100}
     splits, ctx = load_data(settings, [1, 2])
@@ -269,7 +269,7 @@ def test_protein_context_is_the_training_simplex_and_box(data_mirror, tmp_path):
     np.testing.assert_allclose(lo.numpy(), splits[0].X_train.min(0), rtol=1e-6)
     np.testing.assert_allclose(hi.numpy(), splits[0].X_train.max(0) + 0.01, rtol=1e-6)
     torch.testing.assert_close(ctx.sampler.mean, torch.as_tensor(splits[0].X_train.mean(0), dtype=torch.float32))
-    assert compose_protein(tmp_path, data_mirror, ["variant=random"]).student.batch_size == 10
+    assert compose_protein(tmp_path, data_mirror, ["variant=random-0"]).student.batch_size == 10
 
 
 def test_tiny_protein_run_writes_a_record_and_a_table_row(data_mirror, tmp_path):
@@ -280,7 +280,7 @@ def test_tiny_protein_run_writes_a_record_and_a_table_row(data_mirror, tmp_path)
     from dfkd.report import load_records, summarize
     from dfkd.cell import run_cell
 
-    out = run_cell(compose_protein(tmp_path, data_mirror, ["variant=de_half"]), log=lambda *_: None)
+    out = run_cell(compose_protein(tmp_path, data_mirror, ["variant=de-0.5"]), log=lambda *_: None)
     assert out["status"] == "done" and out["ran"] == [1, 2]
     rec = json.loads(Path(out["records"][0]).read_text())
     assert (rec["dataset"], rec["method"], rec["alpha"], rec["student"], rec["teacher"]) == \
@@ -293,7 +293,7 @@ def test_tiny_protein_run_writes_a_record_and_a_table_row(data_mirror, tmp_path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     summary = summarize(load_records(tmp_path / "results" / "records"), module.TABLE)
-    row = summary.set_index("variant").loc["de/0.5"]
+    row = summary.set_index("variant").loc["de-0.5"]
     queries = [json.loads(Path(p).read_text())["teacher_queries"] for p in out["records"]]
     assert row.n_ok == 2 and row.paper_mean == 0.267 and row["mean"] == pytest.approx(rec["test_rmse"], abs=0.2)
     assert row.teacher_queries == pytest.approx(np.mean(queries))

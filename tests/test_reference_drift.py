@@ -56,22 +56,22 @@ class Cell:
 
 CELLS = [
     Cell("table4-cpusmall-mlp50-random", "records/cpusmall/mlp50/random-0",
-         ("experiment=table4", "dataset=cpusmall", "variant=random"), marks=(T34,)),
+         ("experiment=table4", "dataset=cpusmall", "variant=random-0"), marks=(T34,)),
     Cell("table4-cpusmall-mlp50-direct-1", "records/cpusmall/mlp50/direct-1",
-         ("experiment=table4", "dataset=cpusmall", "variant=direct_one"), marks=(T34,)),
+         ("experiment=table4", "dataset=cpusmall", "variant=direct-1"), marks=(T34,)),
     Cell("table3-cpusmall-mlp25-generator-1", "records/cpusmall/mlp25/generator-1",
-         ("experiment=table3", "dataset=cpusmall", "variant=generator_one"), marks=(T34,)),
+         ("experiment=table3", "dataset=cpusmall", "variant=generator-1"), marks=(T34,)),
     Cell("table4-pole-mlp50-random", "records/pole/mlp50/random-0",  # 10 pole teachers: ~30 s
-         ("experiment=table4", "dataset=pole", "variant=random"), marks=(T34, pytest.mark.slow)),
-    Cell("table6-protein-de-half", "records/protein/rbf100/de-0.5", ("experiment=table6", "variant=de_half"),
+         ("experiment=table4", "dataset=pole", "variant=random-0"), marks=(T34, pytest.mark.slow)),
+    Cell("table6-protein-de-half", "records/protein/rbf100/de-0.5", ("experiment=table6", "variant=de-0.5"),
          epochs=2),
-    Cell("table6-protein-random", "records/protein/rbf100/random-0", ("experiment=table6", "variant=random"),
+    Cell("table6-protein-random", "records/protein/rbf100/random-0", ("experiment=table6", "variant=random-0"),
          epochs=20),
     # The MNIST teacher (15 epochs on 55000 images) takes about 9 minutes on one core; both cells share it.
     Cell("table5cpu-mnist-random", "table5_cpu/records/mnist/cnn5/random-0",
-         ("experiment=table5_cpu", "variant=mnist_random"), marks=(pytest.mark.slow,)),
+         ("experiment=table5_cpu", "variant=random-0"), marks=(pytest.mark.slow,)),
     Cell("table5-mnist-random", "records/mnist/cnn5/random-0",
-         ("experiment=table5", "variant=mnist_random"), marks=(pytest.mark.slow,)),
+         ("experiment=table5", "variant=random-0"), marks=(pytest.mark.slow,)),
 ]
 
 

@@ -93,7 +93,7 @@ def test_a_committed_stack_is_restored_not_recomputed(tmp_path, data_mirror):
 
 
 # -- SIGKILL at random moments, then resume ---------------------------------------------------------
-SWEEP = ["-m", "dataset=cpusmall,mv", "variant=random,direct_decreasing", "student=mlp25", "seeds=3", "epochs=60",
+SWEEP = ["-m", "dataset=cpusmall,mv", "variant=random-0,direct-decreasing", "student=mlp25", "seeds=3", "epochs=60",
          "steps_per_epoch=5", "teacher.max_epochs=8", "progress=false", "experiment_name=table3"]
 
 

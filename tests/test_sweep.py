@@ -9,7 +9,7 @@ from pathlib import Path
 
 def test_parallel_sweep_shares_teachers_and_feeds_the_report(tmp_path, data_mirror):
     env = dict(os.environ, DFKD_DATA_MIRROR=str(data_mirror))
-    cmd = [sys.executable, "-m", "dfkd.distill", "-m", "dataset=cpusmall", "variant=random,direct_one",
+    cmd = [sys.executable, "-m", "dfkd.distill", "-m", "dataset=cpusmall", "variant=random-0,direct-1",
            "student=mlp25", "seeds=2", "epochs=3", "steps_per_epoch=2", "teacher.max_epochs=2", "progress=false",
            "experiment_name=table3", "hydra/launcher=local", "hydra.launcher.n_jobs=2",
            f"results_dir={tmp_path / 'results'}", f"teacher_dir={tmp_path / 'teachers'}", f"data_dir={tmp_path / 'data'}"]
@@ -18,7 +18,7 @@ def test_parallel_sweep_shares_teachers_and_feeds_the_report(tmp_path, data_mirr
     recs = sorted((tmp_path / "results" / "records").rglob("seed*.json"))
     assert len(recs) == 4
     variants = {json.loads(p.read_text())["variant"] for p in recs}
-    assert variants == {"random/0", "direct/1"}
+    assert variants == {"random-0", "direct-1"}
     # both jobs needed the same two teachers: trained once, under a lock
     assert len(list((tmp_path / "teachers" / "cpusmall").glob("seed*.pt"))) == 2
     teacher_rmse = {json.loads(p.read_text())["teacher_test_rmse"] for p in recs}
@@ -32,5 +32,5 @@ def test_parallel_sweep_shares_teachers_and_feeds_the_report(tmp_path, data_mirr
     assert rep.returncode == 0, rep.stderr
     table = (out / "table3.md").read_text()
     row = next(line for line in table.splitlines() if line.startswith("| cpusmall"))
-    assert row.count("(2)") == 3  # teacher, random and direct/1 cells have 2 seeds each
-    assert "not run" in row  # the generator columns and direct/decreasing were not run
+    assert row.count("(2)") == 3  # teacher, random and direct-1 cells have 2 seeds each
+    assert "not run" in row  # the generator columns and direct-decreasing were not run

@@ -41,16 +41,16 @@ MNIST = ["experiment=table5", "seeds=2", "epochs=3", "steps_per_epoch=2", "teach
          "subset.test=200", "dataset.split.n_val=200", "synthetic_samples=4"]
 
 CASES = [
-    {"id": "cpusmall-random", "overrides": TABULAR + ["variant=random"]},
-    {"id": "cpusmall-generator-decreasing", "overrides": TABULAR + ["variant=generator_decreasing"]},
-    {"id": "cpusmall-generator-one", "overrides": TABULAR + ["variant=generator_one"]},
-    {"id": "cpusmall-direct-decreasing", "overrides": TABULAR + ["variant=direct_decreasing"]},
-    {"id": "cpusmall-direct-one", "overrides": TABULAR + ["variant=direct_one"]},
-    {"id": "protein-de-half", "overrides": PROTEIN + ["variant=de_half"]},
-    {"id": "protein-random", "overrides": PROTEIN + ["variant=random"]},
-    {"id": "mnist-random", "overrides": MNIST + ["variant=mnist_random"]},
-    {"id": "mnist-generator", "overrides": MNIST + ["variant=mnist_generator", "method.rounds=2"]},
-    {"id": "mnist-direct", "overrides": MNIST + ["variant=mnist_direct", "method.steps=2"]},
+    {"id": "cpusmall-random", "overrides": TABULAR + ["variant=random-0"]},
+    {"id": "cpusmall-generator-decreasing", "overrides": TABULAR + ["variant=generator-decreasing"]},
+    {"id": "cpusmall-generator-one", "overrides": TABULAR + ["variant=generator-1"]},
+    {"id": "cpusmall-direct-decreasing", "overrides": TABULAR + ["variant=direct-decreasing"]},
+    {"id": "cpusmall-direct-one", "overrides": TABULAR + ["variant=direct-1"]},
+    {"id": "protein-de-half", "overrides": PROTEIN + ["variant=de-0.5"]},
+    {"id": "protein-random", "overrides": PROTEIN + ["variant=random-0"]},
+    {"id": "mnist-random", "overrides": MNIST + ["variant=random-0"]},
+    {"id": "mnist-generator", "overrides": MNIST + ["variant=generator_mnist-decreasing", "method.rounds=2"]},
+    {"id": "mnist-direct", "overrides": MNIST + ["variant=direct_mnist-decreasing", "method.steps=2"]},
 ]
 for _case in CASES:
     _case["overrides"] = COMMON + _case["overrides"]
