@@ -5,12 +5,13 @@ Regenerate from records: ``make fig10`` (``python -m dfkd.report --figures fig10
 training (the lowest seed's).
 """
 
+from experiments.table5 import TABLE
+
 FIGURE = dict(
     name="fig10",
     title="Figure 10: teacher's predictions on 50 synthetic images per method",
     kind="prediction_hist",
-    dataset="mnist",
-    student="cnn5",
-    columns=[("Random sampling", "random/0"), ("Generator", "generator_mnist/decreasing"),
-             ("Direct optimizer", "direct_mnist/decreasing")],
+    dataset=TABLE["datasets"][0],
+    student=TABLE["student"],
+    columns=[col for col in TABLE["columns"] if col["variant"]],  # Table 5's methods
 )

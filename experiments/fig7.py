@@ -8,16 +8,15 @@ polynomial order, 2, is our choice), on a log axis so that the late epochs, wher
 stay readable.
 """
 
-from experiments._tabular import COLUMNS, DATASETS, VARIANT_STYLES
+from experiments.table4 import TABLE
 
 FIGURE = dict(
     name="fig7",
     title="Figure 7: validation RMSE against training epochs (student MLP 50)",
     kind="trace_curves",
-    datasets=DATASETS,
-    student="mlp50",
-    columns=[(label, variant) for label, variant in COLUMNS if variant],
-    styles=VARIANT_STYLES,
+    datasets=TABLE["datasets"],
+    student=TABLE["student"],
+    columns=[col for col in TABLE["columns"] if col["variant"]],  # Table 4's columns: a column added there is drawn
     trace="val_rmse",
     ylabel="validation RMSE (target std)",
     smooth=15,

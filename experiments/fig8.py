@@ -7,16 +7,16 @@ The losses span up to eight orders of magnitude (the generator's rows at times c
 student already matches the teacher), so the axis is logarithmic and the filter runs on log10 of the loss.
 """
 
-from experiments._tabular import DATASETS, VARIANT_STYLES
+from experiments.table4 import TABLE
 
 FIGURE = dict(
     name="fig8",
     title="Figure 8: student loss on synthetic data $x_g$ against training epochs (α = 1, student MLP 50)",
     kind="trace_curves",
-    datasets=DATASETS,
-    student="mlp50",
-    columns=[("Generator; α = 1", "generator/1"), ("Direct optimizer; α = 1", "direct/1")],
-    styles={label: (color, "-") for label, (color, _) in VARIANT_STYLES.items()},  # both alpha = 1: no dashes
+    datasets=TABLE["datasets"],
+    student=TABLE["student"],
+    # Table 4's alpha = 1 columns, both drawn solid (no dashes needed with two lines).
+    columns=[dict(col, dash="-") for col in TABLE["columns"] if col["variant"] in ("generator-1", "direct-1")],
     trace="loss_g",
     ylabel="mean $(T(x_g) - S(x_g))^2$ per epoch\n(squared target std)",
     smooth=15,

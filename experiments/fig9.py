@@ -5,12 +5,13 @@ Regenerate from records: ``make fig9`` (``python -m dfkd.report --figures fig9``
 after training (the lowest seed's), titled with the teacher's prediction.
 """
 
+from experiments.table5 import TABLE
+
 FIGURE = dict(
     name="fig9",
     title="Figure 9: synthetic images per method (title: teacher's prediction)",
     kind="synthetic_grid",
-    dataset="mnist",
-    student="cnn5",
-    columns=[("Random sampling", "random/0"), ("Generator", "generator_mnist/decreasing"),
-             ("Direct optimizer", "direct_mnist/decreasing")],
+    dataset=TABLE["datasets"][0],
+    student=TABLE["student"],
+    columns=[col for col in TABLE["columns"] if col["variant"]],  # Table 5's methods
 )

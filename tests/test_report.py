@@ -33,21 +33,20 @@ SPEC = dict(
     name="tiny",
     title="Tiny table",
     student="mlp25",
-    columns=[("Teacher", None), ("Random", "random/0"), ("Direct", "direct/decreasing")],
+    columns=[
+        dict(variant=None, label="Teacher", paper={"a": (0.2, 0.05), "b": (0.1, 0.01), "c": (0.1, 0.01)}),
+        dict(variant="random-0", label="Random", paper={"a": (0.2, 0.05), "b": (0.3, 0.01), "c": (0.3, 0.01)}),
+        dict(variant="direct-decreasing", label="Direct", paper={"a": (0.2, 0.05), "b": (0.2, 0.01), "c": (0.2, 0.01)}),
+    ],
     datasets=["a", "b", "c"],
-    paper={
-        "a": {"Teacher": (0.2, 0.05), "Random": (0.2, 0.05), "Direct": (0.2, 0.05)},
-        "b": {"Teacher": (0.1, 0.01), "Random": (0.3, 0.01), "Direct": (0.2, 0.01)},
-        "c": {"Teacher": (0.1, 0.01), "Random": (0.3, 0.01), "Direct": (0.2, 0.01)},
-    },
 )
 
 
-def write_record(root: Path, *, dataset="a", variant="random/0", seed=1, student="mlp25",
+def write_record(root: Path, *, dataset="a", variant="random-0", seed=1, student="mlp25",
                  status="ok", test_rmse=0.2, teacher_test_rmse=0.1, test_rmse_last=None,
                  experiment="table3", created="2024-01-01T00:00:00", name=None):
     """Write one schema-1 record; fields not under test get plausible values."""
-    method, alpha = variant.split("/")
+    method, alpha = variant.rsplit("-", 1)
     rec = dict(
         schema=1, kind="distill", experiment=experiment, dataset=dataset, method=method,
         alpha=alpha, variant=variant, student=student, student_hidden=int(student[3:]),
@@ -58,7 +57,7 @@ def write_record(root: Path, *, dataset="a", variant="random/0", seed=1, student
         steps_per_epoch=10, batch_size=100, wall_time_s=1.0, config_hash="abc", git_commit="def",
         device="cpu", created=created,
     )
-    path = root / dataset / student / variant.replace("/", "-") / (name or f"seed{seed:02d}.json")
+    path = root / dataset / student / variant / (name or f"seed{seed:02d}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(rec))
     return path
@@ -118,9 +117,9 @@ def test_mean_population_std_and_z(tmp_path):
 
 def test_teacher_uses_one_value_per_seed(tmp_path):
     # Seed 1 appears in two variants, seed 2 in one: a per-record mean would be 0.1667.
-    write_record(tmp_path, seed=1, variant="random/0", teacher_test_rmse=0.1)
-    write_record(tmp_path, seed=1, variant="direct/decreasing", teacher_test_rmse=0.1)
-    write_record(tmp_path, seed=2, variant="random/0", teacher_test_rmse=0.3)
+    write_record(tmp_path, seed=1, variant="random-0", teacher_test_rmse=0.1)
+    write_record(tmp_path, seed=1, variant="direct-decreasing", teacher_test_rmse=0.1)
+    write_record(tmp_path, seed=2, variant="random-0", teacher_test_rmse=0.3)
     c = cell(summarize(load_records(tmp_path), SPEC), "a", "Teacher")
     assert c.n_ok == 2
     assert c["mean"] == pytest.approx(0.2)
@@ -194,10 +193,10 @@ def test_quick_label_and_source_line(tmp_path):
 
 def test_claims_on_known_case(tmp_path):
     table3 = load_table_specs()["table3"]
-    ours = {  # one seed each; direct/decreasing loses to random only on cpusmall
-        "compactiv": {"random/0": 0.16, "direct/decreasing": 0.15, "generator/decreasing": 0.16, "generator/1": 0.168},
-        "cpusmall": {"random/0": 0.18, "direct/decreasing": 0.19, "generator/decreasing": 0.20, "generator/1": 0.20},
-        "mv": {"random/0": 0.025, "direct/decreasing": 0.024, "generator/decreasing": 0.025, "generator/1": 0.030},
+    ours = {  # one seed each; direct-decreasing loses to random only on cpusmall
+        "compactiv": {"random-0": 0.16, "direct-decreasing": 0.15, "generator-decreasing": 0.16, "generator-1": 0.168},
+        "cpusmall": {"random-0": 0.18, "direct-decreasing": 0.19, "generator-decreasing": 0.20, "generator-1": 0.20},
+        "mv": {"random-0": 0.025, "direct-decreasing": 0.024, "generator-decreasing": 0.025, "generator-1": 0.030},
     }
     for dataset, values in ours.items():
         for variant, value in values.items():
@@ -205,24 +204,24 @@ def test_claims_on_known_case(tmp_path):
     summary = summarize(load_records(tmp_path), table3)
     claims = {(c["a"], c["b"]): c for c in evaluate_claims(summary, table3)}
 
-    vs_random = claims[("direct/decreasing", "random/0")]
+    vs_random = claims[("direct-decreasing", "random-0")]
     assert (vs_random["k"], vs_random["n"]) == (2, 3)
     # Paper on compactiv, cpusmall, mv: direct wins on the first two, loses on mv.
     assert (vs_random["paper_k"], vs_random["paper_n"]) == (2, 3)
     assert (vs_random["paper_k_all"], vs_random["paper_n_all"]) == (6, 7)
 
-    vs_gen = claims[("direct/decreasing", "generator/decreasing")]
+    vs_gen = claims[("direct-decreasing", "generator-decreasing")]
     assert (vs_gen["k"], vs_gen["n"]) == (3, 3)
     assert (vs_gen["paper_k_all"], vs_gen["paper_n_all"]) == (5, 7)
 
-    gen = claims[("generator/1", "generator/decreasing")]
+    gen = claims[("generator-1", "generator-decreasing")]
     assert (gen["k"], gen["n"]) == (2, 3)  # cpusmall equal: not worse
     assert gen["median_pct"] == pytest.approx(5.0)  # of +5 %, 0 %, +20 %
     paper_same = sorted([(0.1693 - 0.1606) / 0.1606, (0.1918 - 0.1875) / 0.1875, (0.0428 - 0.0255) / 0.0255])
     assert gen["paper_median_pct"] == pytest.approx(100 * paper_same[1])
 
-    # direct/1 not run anywhere: evaluated on nothing, paper still shown.
-    direct = claims[("direct/1", "direct/decreasing")]
+    # direct-1 not run anywhere: evaluated on nothing, paper still shown.
+    direct = claims[("direct-1", "direct-decreasing")]
     assert direct["n"] == 0 and direct["paper_n_all"] == 7
 
     md = render_markdown(summary, table3, {})
@@ -256,17 +255,49 @@ def test_write_table_md_and_csv(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["tiny.csv", "tiny.md"]
 
 
+def paper_of(spec, label):
+    return next(col for col in spec["columns"] if col["label"] == label)["paper"]
+
+
 def test_paper_numbers_as_printed():
     specs = load_table_specs()
-    assert specs["table3"]["paper"]["indoorloc"]["Random sampling"] == (0.105, 0.0051)
-    assert specs["table4"]["paper"]["compactiv"]["Random sampling"] == (0.15534, 0.0077)
-    assert specs["table5"]["paper"]["mnist"]["RMSE"]["Direct optimizer"] == (1.978, 0.143)
+    assert paper_of(specs["table3"], "Random sampling")["indoorloc"] == (0.105, 0.0051)
+    assert paper_of(specs["table4"], "Random sampling")["compactiv"] == (0.15534, 0.0077)
+    assert paper_of(specs["table5"], "Direct optimizer")["mnist"]["RMSE"] == (1.978, 0.143)
     for spec in specs.values():
-        assert list(spec["paper"]) == spec["datasets"]
-        # multi-metric specs (Table 5) hold one row per metric under each dataset
-        rows = [r for per_metric in spec["paper"].values() for r in per_metric.values()] if spec.get("metrics") \
-            else list(spec["paper"].values())
-        assert all(len(row) == len(spec["columns"]) for row in rows)
+        # every column gives the paper's number for every dataset (and metric), keyed by name, not position
+        for col in spec["columns"]:
+            assert list(col["paper"]) == spec["datasets"], (spec["name"], col["label"])
+            if spec.get("metrics"):
+                assert all(list(per) == [m for m, _ in spec["metrics"]] for per in col["paper"].values())
+
+
+def test_paper_cells_print_as_plain_numbers(tmp_path):
+    # numpy scalars (as pandas hands them over) once printed as "np.float64(0.15534)"
+    table4 = load_table_specs()["table4"]
+    md = render_markdown(summarize(load_records(tmp_path / "none"), table4), table4, {})
+    assert "paper 0.15534 ± 0.0077" in md and "np." not in md
+    table5 = load_table_specs()["table5"]
+    assert "np." not in render_markdown(summarize(load_records(tmp_path / "none"), table5), table5, {})
+
+
+@pytest.mark.parametrize("change,match", [
+    (lambda s: s.update(columns=[("Random", "random-0")]), "each column must be dict"),
+    (lambda s: s["columns"].append(dict(variant="random-0", label="Again")), "share the variant random-0"),
+    (lambda s: s["columns"].append(dict(variant="direct-1", label="Random")), "share the label Random"),
+    (lambda s: s["columns"][1].update(paper={"zz": (0.1, 0.1)}), "paper numbers for zz"),
+    (lambda s: s.update(claims=[dict(kind="beats", a="direct-1", b="random-0", text="t", spec="s")]),
+     "names direct-1, not a column's variant"),
+])
+def test_bad_specs_are_one_line_config_errors(change, match):
+    from dfkd.errors import ConfigError
+    from dfkd.report.tables import validate_spec
+
+    spec = dict(SPEC, columns=[dict(c) for c in SPEC["columns"]])
+    change(spec)
+    with pytest.raises(ConfigError, match=match) as info:
+        validate_spec(spec, "experiments/tiny.py")
+    assert "\n" not in str(info.value) and "experiments/tiny.py" in str(info.value)
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -293,14 +324,44 @@ def test_cli_writes_tables_and_warns_on_corrupted(tmp_path):
     assert len(pd.read_csv(out / "table3.csv")) == 42
 
 
-def test_cli_no_records_writes_not_run_tables(tmp_path):
-    out = tmp_path / "tables"
-    proc = run_cli("--records", str(tmp_path / "none"), "--out", str(out))
+@pytest.mark.parametrize("where", ["missing", "empty", "unreadable"])
+def test_cli_refuses_a_records_folder_without_records_and_keeps_the_tables(tmp_path, where):
+    records, out = tmp_path / "records", tmp_path / "tables"
+    if where != "missing":
+        records.mkdir()
+    if where == "unreadable":
+        (records / "broken.json").write_text("{not json")
+    out.mkdir()
+    before = {name: f"finished {name}\n".encode() for name in ("table3.md", "table3.csv", "table4.md")}
+    for name, data in before.items():
+        (out / name).write_bytes(data)
+    for args in (["--out", str(out)], ["--figures", "fig9", "--figures-out", str(out)]):
+        proc = run_cli("--records", str(records), *args)
+        assert proc.returncode == 2
+        errors = [line for line in proc.stderr.splitlines() if not line.startswith("warning:")]
+        assert len(errors) == 1 and errors[0].startswith("error:") and str(records) in errors[0]
+        assert "make quick" in errors[0] and "--records" in errors[0]
+        assert "Traceback" not in proc.stderr
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_list_datasets_is_what_the_table_specs_declare():
+    specs = load_table_specs()
+    proc = run_cli("--list-datasets", "table3,table4")
     assert proc.returncode == 0, proc.stderr
-    assert "make table3" in proc.stdout and "make quick" in proc.stdout
-    for name in ("table3", "table4"):
-        md = (out / f"{name}.md").read_text(encoding="utf-8")
-        assert "not run" in md
+    assert proc.stdout.strip().split(",") == specs["table3"]["datasets"] == specs["table4"]["datasets"]
+    assert run_cli("--list-datasets", "table6").stdout.strip() == "protein"
+
+
+def test_makefile_takes_its_dataset_list_from_the_specs():
+    makefile = (ROOT / "Makefile").read_text()
+    assert "DATASETS = $(shell $(PY) -m dfkd.report --list-datasets table3,table4)" in makefile
+    assert "ctscan" not in makefile  # no hand-written copy of the list
+    proc = subprocess.run(["make", "-n", "--no-print-directory", "teachers"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    line = next(line for line in proc.stdout.splitlines() if "dfkd.teachers" in line)
+    assert f"dataset={','.join(load_table_specs()['table3']['datasets'])} " in line
 
 
 def test_cli_unknown_table_is_one_line_error(tmp_path):

@@ -57,8 +57,8 @@ def fake_records(root: Path, epochs: int = 40):
     """Records with trace files for two datasets and every Table 4 variant, three seeds each."""
     gen = np.random.default_rng(0)
     for dataset in ("pole", "mv"):
-        for variant in ("random/0", "generator/decreasing", "generator/1", "direct/decreasing", "direct/1"):
-            method, alpha = variant.split("/")
+        for variant in ("random-0", "generator-decreasing", "generator-1", "direct-decreasing", "direct-1"):
+            method, alpha = variant.rsplit("-", 1)
             folder = root / dataset / "mlp50" / f"{method}-{alpha}"
             folder.mkdir(parents=True)
             for seed in (1, 2, 3):

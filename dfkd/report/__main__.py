@@ -5,6 +5,10 @@ Usage::
     python -m dfkd.report [--records results/records] [--out results/tables]
                           [--tables table3,table4] [--data-dir data]
     python -m dfkd.report --figures fig7,fig8,fig9,fig10 [--figures-out results/figures]
+    python -m dfkd.report --list-datasets table3,table4     # the tables' datasets, comma-separated (Makefile)
+
+A records folder that is missing or holds no readable record is refused (one ``error:`` line, status 2)
+and no table or figure is written, so a mistyped ``--records`` never replaces finished tables.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from dfkd.errors import ConfigError, DfkdError
+from dfkd.errors import ConfigError, DataError, DfkdError
 from dfkd.report.records import RecordWarning, load_records
 from dfkd.report.tables import fidelity, load_table_specs, render_markdown, summarize, write_table
 
@@ -40,6 +44,9 @@ def _parse(argv):
                              "or 'all'")
     parser.add_argument("--figures-out", default="results/figures", type=Path,
                         help="output folder for figures (default: %(default)s)")
+    parser.add_argument("--list-datasets", default=None, metavar="TABLES",
+                        help="print the datasets of these tables (comma-separated names, or 'all'), comma-separated, "
+                             "and exit")
     parser.add_argument("--data-dir", default="data", type=Path,
                         help="dataset folder, to tell 'not run' from 'data missing' (default: %(default)s)")
     return parser.parse_args(argv)
@@ -63,6 +70,8 @@ def _data_status(datasets, data_dir: Path) -> dict[str, bool]:
 
 
 def _load(records_root: Path):
+    """The records under ``records_root``; refuses (:class:`DataError`) a folder without any, before anything is
+    written."""
     # Collect the loader's warnings so each prints as one "warning:" line, not
     # the two-line file:lineno form of the default handler.
     with warnings.catch_warnings(record=True) as caught:
@@ -73,6 +82,11 @@ def _load(records_root: Path):
             print(f"warning: {w.message}", file=sys.stderr)
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    if df.empty:
+        where = "does not exist" if not records_root.is_dir() else "holds no readable record"
+        raise DataError(f"{records_root} {where}: produce records with `make table3` / `make table4` (full protocol) "
+                        "or `make quick` (reduced budget), or pass --records <folder of records> (the committed run: "
+                        "--records results/reference/records); no table or figure was written")
     return df
 
 
@@ -96,25 +110,39 @@ def run_figures(args) -> int:
     return 0
 
 
+def _table_names(specs: dict, requested: str | None) -> list[str]:
+    """The tables named in ``requested`` (comma-separated; None or 'all': every one), checked against ``specs``."""
+    if not requested or requested.strip() == "all":
+        return list(specs)
+    names = [n.strip() for n in requested.split(",") if n.strip()]
+    unknown = [n for n in names if n not in specs]
+    if unknown:
+        raise ConfigError(f"unknown table {', '.join(unknown)}; known: {', '.join(specs)}")
+    return names
+
+
+def list_datasets(specs: dict, names: list[str]) -> list[str]:
+    """The datasets of the tables ``names``, each once, in the order their specs list them."""
+    out = []
+    for name in names:
+        out += [d for d in specs[name]["datasets"] if d not in out]
+    return out
+
+
 def run(args) -> int:
     """Build and write the requested tables; return the exit status."""
+    if getattr(args, "list_datasets", None):
+        specs = load_table_specs()
+        print(",".join(list_datasets(specs, _table_names(specs, args.list_datasets))))
+        return 0
     if getattr(args, "figures", None):
         return run_figures(args)
     specs = load_table_specs()
     if not specs:
         raise ConfigError("no table specs found in experiments/table*.py")
-    if args.tables:
-        names = [n.strip() for n in args.tables.split(",") if n.strip()]
-        unknown = [n for n in names if n not in specs]
-        if unknown:
-            raise ConfigError(f"unknown table {', '.join(unknown)}; known: {', '.join(specs)}")
-    else:
-        names = list(specs)
+    names = _table_names(specs, args.tables)
 
     df = _load(args.records)
-    if df.empty:
-        print(f"no records under {args.records}: produce them with `make table3` / `make table4` "
-              "(full protocol) or `make quick` (reduced budget); writing tables with every cell not run")
 
     datasets = sorted({d for n in names for d in specs[n]["datasets"]})
     status = _data_status(datasets, args.data_dir)

@@ -1,7 +1,9 @@
 """Figures (never trains): paper Figures 5 and 6 from the study's numbers, 7 and 8 from run traces, 9 and 10 for image runs.
 
 A *figure spec* is the ``FIGURE`` dict of an ``experiments/fig*.py`` module, with ``name``, ``title``,
-``kind``, ``student`` and ``columns`` (list of ``(label, variant)``), and per kind:
+``kind``, ``student`` and ``columns`` (column dicts as in a table spec, :mod:`dfkd.report.tables`: ``variant``,
+``label``, for trace figures ``color`` and ``dash``; the paper figures take them from their table's spec, so a
+column added to a table is drawn and named in its figures' legends), and per kind:
 
 - ``synthetic_grid`` / ``prediction_hist`` (Figures 9, 10): ``dataset``. Image runs keep a batch of
   synthetic inputs and the teacher's predictions on them in their trace file (``synthetic_x``,
@@ -23,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from dfkd.errors import ConfigError, DataError
-from dfkd.report.tables import load_experiment_objects, natural_key
+from dfkd.report.tables import load_experiment_objects, natural_key, pairs, validate_columns
 
 KINDS = ("synthetic_grid", "prediction_hist", "trace_curves")
 _REQUIRED = {"synthetic_grid": ("dataset",), "prediction_hist": ("dataset",),
@@ -45,6 +47,7 @@ def load_figure_specs(experiments_dir=None) -> dict[str, dict]:
         missing = [k for k in ("name", "title", "student", "columns") + _REQUIRED[fig["kind"]] if k not in fig]
         if missing:
             raise ConfigError(f"{path}: FIGURE of kind {fig['kind']} lacks {', '.join(missing)}")
+        validate_columns(fig["columns"], str(path))
         specs[fig["name"]] = fig
     return {name: specs[name] for name in sorted(specs, key=natural_key)}
 
@@ -55,7 +58,7 @@ def synthetic_batches(df: pd.DataFrame, spec: dict) -> dict[str, dict]:
     Columns without a finished image run are left out.
     """
     out = {}
-    for label, variant in spec["columns"]:
+    for label, variant in pairs(spec):
         for rec, arrays in _traces(df, spec["dataset"], spec["student"], variant, "synthetic_x"):
             out[label] = {"x": arrays["synthetic_x"], "t": arrays["synthetic_t"], "seed": int(rec.seed),
                           "path": rec.path, "experiment": rec.experiment}
@@ -86,7 +89,7 @@ def trace_series(df: pd.DataFrame, spec: dict) -> dict[str, dict]:
     """
     out = {}
     for dataset in spec["datasets"]:
-        for label, variant in spec["columns"]:
+        for label, variant in pairs(spec):
             found = [(rec, arrays[spec["trace"]]) for rec, arrays in
                      _traces(df, dataset, spec["student"], variant, spec["trace"])]
             if not found:
@@ -164,7 +167,7 @@ def runs_note(experiments) -> str:
 def synthetic_grid(batches: dict, spec: dict, out_dir: Path, per_row: int = 6) -> list[Path]:
     """Figure 9: a small grid of synthetic images per method, each titled with the teacher's prediction."""
     plt = _pyplot()
-    labels = [label for label, _ in spec["columns"]]
+    labels = [label for label, _ in pairs(spec)]
     fig, axes = plt.subplots(len(labels), per_row, figsize=(1.5 * per_row + 1.4, 1.75 * len(labels)), squeeze=False)
     for i, label in enumerate(labels):
         batch = batches.get(label)
@@ -187,7 +190,7 @@ def synthetic_grid(batches: dict, spec: dict, out_dir: Path, per_row: int = 6) -
 def prediction_hist(batches: dict, spec: dict, out_dir: Path) -> list[Path]:
     """Figure 10: histograms of the teacher's predictions on a batch of synthetic images, one panel per method."""
     plt = _pyplot()
-    labels = [label for label, _ in spec["columns"]]
+    labels = [label for label, _ in pairs(spec)]
     fig, axes = plt.subplots(1, len(labels), figsize=(3.6 * len(labels), 3.2), squeeze=False, sharey=True)
     preds = [batches[label]["t"] for label in labels if label in batches]
     lo = min([-0.5] + [float(np.floor(p.min())) for p in preds])
@@ -247,10 +250,17 @@ def _log_axis(ax) -> None:
 def trace_curves(series: dict, spec: dict, out_dir: Path) -> list[Path]:
     """Figures 7 and 8: per dataset, one smoothed curve per variant (median over seeds) against epoch."""
     plt = _pyplot()
+    fig, title = draw_trace_curves(series, spec)
+    return _finish(plt, fig, title, Path(out_dir), spec["name"])
+
+
+def draw_trace_curves(series: dict, spec: dict):
+    """The figure of :func:`trace_curves`, not saved: ``(matplotlib figure, its title)``; one legend entry per
+    column drawn, labelled with the column's label."""
+    plt = _pyplot()
     window, order, log = int(spec.get("smooth", 15)), int(spec.get("polyorder", 2)), bool(spec.get("log_y", False))
     datasets = list(spec["datasets"])
     fig, axes, spare = _panel_grid(plt, len(datasets))
-    styles = spec.get("styles", {})
     handles, seeds = {}, set()
     for ax, dataset in zip(axes, datasets):
         cells = series.get(dataset, {})
@@ -262,14 +272,15 @@ def trace_curves(series: dict, spec: dict, out_dir: Path) -> list[Path]:
             continue
         ax.set_xlabel("epoch", fontsize=10)
         ax.grid(alpha=0.3)
-        for label, _ in spec["columns"]:
+        for col in spec["columns"]:
+            label = col["label"]
             if label not in cells:
                 continue
             y = cells[label]["y"]
             seeds.add(y.shape[0])
             smoothed = np.stack([smooth(row, window, order, log) for row in y])
             epochs = np.arange(1, y.shape[1] + 1)
-            color, dash = styles.get(label, (None, "-"))
+            color, dash = col.get("color"), col.get("dash", "-")
             with np.errstate(all="ignore"):
                 mid = np.nanmedian(smoothed, 0)
             (line,) = ax.plot(epochs, mid, color=color, linestyle=dash, linewidth=1.4)
@@ -282,14 +293,14 @@ def trace_curves(series: dict, spec: dict, out_dir: Path) -> list[Path]:
         ax.tick_params(labelsize=9)
     for row_start in range(0, len(axes), 4):
         axes[row_start].set_ylabel(spec["ylabel"], fontsize=10)
-    labels = [label for label, _ in spec["columns"] if label in handles]
+    labels = [label for label, _ in pairs(spec) if label in handles]
     _legend(fig, spare, [handles[label] for label in labels], labels)
     experiments = {e for cells in series.values() for cell in cells.values() for e in cell["experiments"]}
     n_seeds = "/".join(str(n) for n in sorted(seeds))
     band = "; band: their range" if spec.get("band") else ""
     note = (f"line: median over {n_seeds} seeds{band}; Savitzky-Golay window {window}, order {order}"
             f"{' (on log10)' if log else ''}")
-    return _finish(plt, fig, f"{spec['title']}\n{note}; {runs_note(experiments)}", Path(out_dir), spec["name"])
+    return fig, f"{spec['title']}\n{note}; {runs_note(experiments)}"
 
 
 def _epoch_label(epoch: int, val_rmse: dict | None) -> str:

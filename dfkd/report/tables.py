@@ -1,16 +1,22 @@
 """Aggregate records into paper tables and render them as Markdown and CSV.
 
-A *table spec* is the ``TABLE`` dict of an ``experiments/table*.py`` module:
-``name``, ``title``, ``student``, ``columns`` (list of ``(label, variant)``,
-variant ``None`` for the teacher), ``datasets`` and ``paper``
-(``{dataset: {label: (mean, std)}}``); optionally ``metric`` (default
-``"test_rmse"``), ``teacher_metric`` (default ``"teacher_" + metric``) and
-``last_metric`` (default ``"test_rmse_last"``). A spec with ``metrics`` (a list of
-``(label, record field)``, e.g. Table 5's MAE and RMSE) has one row per metric
-instead of per dataset; its ``paper`` is then ``{dataset: {metric label: {column
-label: (mean, std or None)}}}``, and it may carry its own ``claims`` and a ``note``.
-``extra_fields``, a list of ``(label, record field)``, are shown as the mean per
-cell in a section of their own (Table 6: the teacher queries per run).
+A *table spec* is the ``TABLE`` dict of an ``experiments/table*.py`` module: ``name``, ``title``,
+``student``, ``datasets`` and ``columns``, a list with one dict per column:
+
+- ``variant``: the column's one name, ``<method>-<alpha label>`` (``direct-1``, ``de-0.5``): the config's
+  ``variant=<name>`` (``conf/variant/<name>.yaml``), the records' ``variant`` field and their folder;
+  None for the teacher column;
+- ``label``: the table header (and the figures' legend);
+- ``paper``: the paper's numbers, ``{dataset: (mean, std or None)}``; for a spec with ``metrics``
+  ``{dataset: {metric label: (mean, std or None)}}``;
+- optionally ``color`` and ``dash``: its line in trace figures (``dfkd.report.figures``).
+
+Optionally ``metric`` (default ``"test_rmse"``), ``teacher_metric`` (default ``"teacher_" + metric``),
+``last_metric`` (default ``"test_rmse_last"``), ``claims`` (SPEC section 5: ``dict(kind="beats" | "degrades",
+a=variant, b=variant, text=..., spec=the paper's wording)``), ``note``, and ``metrics``: a list of
+``(label, record field)``, e.g. Table 5's MAE and RMSE, for one row per metric instead of per dataset.
+``extra_fields``, a list of ``(label, record field)``, are shown as the mean per cell in a section of
+their own (Table 6: the teacher queries per run).
 """
 
 from __future__ import annotations
@@ -38,25 +44,8 @@ SUMMARY_COLUMNS = [
 Z_FLAG = 2.0
 
 _TEACHER = "teacher"
-_REQUIRED_KEYS = ("name", "title", "student", "columns", "datasets", "paper")
-
-# The claims of SPEC section 5 that Tables 3/4 can test. "beats": a < b.
-# "degrades": a (alpha = 1) against b (decreasing alpha), by relative change.
-CLAIMS = [
-    dict(kind="beats", a="direct/decreasing", b="random/0",
-         text="Direct optimizer (decreasing α) beats random sampling", spec="6 of 7"),
-    dict(kind="beats", a="direct/decreasing", b="generator/decreasing",
-         text="Direct optimizer (decreasing α) beats the generator (decreasing α)", spec="5 of 7"),
-    dict(kind="degrades", a="generator/1", b="generator/decreasing",
-         text="With α = 1 the generator degrades: generator/1 against generator/decreasing",
-         spec="degrades badly"),
-    dict(kind="degrades", a="direct/1", b="direct/decreasing",
-         text="With α = 1 direct optimization holds up: direct/1 against direct/decreasing",
-         spec="does not degrade"),
-    dict(kind="beats", a="de/0.5", b="random/0",
-         text="Differential evolution beats random sampling (black-box teacher)", spec="on eSol"),
-]
-
+_REQUIRED_KEYS = ("name", "title", "student", "columns", "datasets")
+_CLAIM_KINDS = ("beats", "degrades")
 
 # --------------------------------------------------------------------------- specs
 
@@ -75,10 +64,59 @@ def validate_spec(spec: dict, origin: str = "table spec") -> dict:
     missing = [k for k in _REQUIRED_KEYS if k not in spec]
     if missing:
         raise ConfigError(f"{origin}: TABLE lacks {', '.join(missing)}")
-    for col in spec["columns"]:
-        if not (isinstance(col, (tuple, list)) and len(col) == 2):
-            raise ConfigError(f"{origin}: each column must be (label, variant or None), got {col!r}")
+    validate_columns(spec["columns"], origin, datasets=spec["datasets"])
+    variants = set(variant_names(spec))
+    for claim in spec.get("claims", []):
+        if claim.get("kind") not in _CLAIM_KINDS or not {"a", "b", "text", "spec"} <= set(claim):
+            raise ConfigError(f"{origin}: each claim needs kind ({' or '.join(_CLAIM_KINDS)}), a, b, text and spec, "
+                              f"got {claim!r}")
+        unknown = [v for v in (claim["a"], claim["b"]) if v not in variants]
+        if unknown:
+            raise ConfigError(f"{origin}: claim {claim['text']!r} names {', '.join(unknown)}, not a column's variant "
+                              f"(columns: {', '.join(sorted(variants))})")
     return spec
+
+
+def validate_columns(columns, origin: str, datasets=None) -> None:
+    """Check that ``columns`` is a list of column dicts (``variant``, ``label``; optional ``paper``, ``color``,
+    ``dash``) with distinct labels and variants, whose paper numbers name only ``datasets``."""
+    if not isinstance(columns, (list, tuple)) or not columns:
+        raise ConfigError(f"{origin}: columns must be a non-empty list of dict(variant=..., label=...)")
+    for col in columns:
+        if not (isinstance(col, dict) and "variant" in col and isinstance(col.get("label"), str)):
+            raise ConfigError(f"{origin}: each column must be dict(variant=<method>-<alpha> or None, label=..., "
+                              f"paper=..., color=..., dash=...), got {col!r}")
+        if datasets is not None:
+            extra = [d for d in col.get("paper", {}) if d not in datasets]
+            if extra:
+                raise ConfigError(f"{origin}: column {col['label']!r} has paper numbers for {', '.join(extra)}, "
+                                  f"not among the datasets {', '.join(datasets)}")
+    for key in ("label", "variant"):
+        names = [col[key] for col in columns if col[key] is not None]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(f"{origin}: two columns share the {key} {', '.join(map(str, twice))}")
+
+
+def pairs(spec: dict) -> list[tuple[str, str | None]]:
+    """``(label, variant)`` of each column of a table or figure spec, in order."""
+    return [(col["label"], col["variant"]) for col in spec["columns"]]
+
+
+def variant_names(spec: dict) -> list[str]:
+    """The variants (``<method>-<alpha label>``) of a spec's columns, in order, without the teacher."""
+    return [col["variant"] for col in spec["columns"] if col["variant"] is not None]
+
+
+def _paper(col: dict, dataset: str, metric: str | None = None) -> tuple[float, float]:
+    """The paper's (mean, std) of one column and dataset (and metric); NaN where the paper gives none."""
+    cell = col.get("paper", {}).get(dataset)
+    if metric is not None and cell is not None:
+        cell = cell.get(metric)
+    if cell is None:
+        return math.nan, math.nan
+    mean, std = cell
+    return float(mean), math.nan if std is None else float(std)
 
 
 def load_experiment_objects(pattern: str, attr: str, experiments_dir=None) -> list[tuple[Path, dict]]:
@@ -199,6 +237,11 @@ def summarize(df: pd.DataFrame, table_spec: dict) -> pd.DataFrame:
     spec = validate_spec(table_spec)
     if spec.get("metrics"):
         return _summarize_metrics(df, spec)
+    return _summarize(df, spec)
+
+
+def _summarize(df: pd.DataFrame, spec: dict, paper_metric: str | None = None) -> pd.DataFrame:
+    """:func:`summarize` of one metric; ``paper_metric``: the metric label whose paper numbers to show."""
     metric = spec.get("metric", "test_rmse")
     teacher_metric = spec.get("teacher_metric", f"teacher_{metric}")
     last_metric = spec.get("last_metric", "test_rmse_last")
@@ -211,8 +254,8 @@ def summarize(df: pd.DataFrame, table_spec: dict) -> pd.DataFrame:
     out = []
     for dataset in spec["datasets"]:
         d = rows[rows["dataset"] == dataset] if not rows.empty else rows
-        paper_row = spec["paper"].get(dataset, {})
-        for label, variant in spec["columns"]:
+        for col in spec["columns"]:
+            label, variant = col["label"], col["variant"]
             last_values, extras = [], {f: math.nan for f in extra_fields}
             if variant is None:
                 if d.empty:
@@ -237,8 +280,7 @@ def summarize(df: pd.DataFrame, table_spec: dict) -> pd.DataFrame:
                             extras[f] = float(_finite(v.loc[good, f]).mean())
             mean, std = _mean_std(values)
             last_mean, last_std = _mean_std(last_values)
-            paper_mean, paper_std = paper_row.get(label, (math.nan, math.nan))
-            paper_std = math.nan if paper_std is None else paper_std
+            paper_mean, paper_std = _paper(col, dataset, paper_metric)
             z = (mean - paper_mean) / paper_std if paper_std and paper_std > 0 else math.nan
             out.append(dict(
                 dataset=dataset, column=label, variant=_TEACHER if variant is None else variant,
@@ -272,9 +314,8 @@ def _summarize_metrics(df: pd.DataFrame, spec: dict) -> pd.DataFrame:
     parts = []
     for label, field in spec["metrics"]:
         one = {k: v for k, v in spec.items() if k not in ("metrics", "claims")}
-        one.update(metric=field, teacher_metric=f"teacher_{field}", last_metric=f"{field}_last",
-                   paper={ds: rows.get(label, {}) for ds, rows in spec["paper"].items()})
-        part = summarize(df, one)
+        one.update(metric=field, teacher_metric=f"teacher_{field}", last_metric=f"{field}_last")
+        part = _summarize(df, one, paper_metric=label)
         part.insert(1, "metric", label)
         parts.append(part)
     out = pd.concat(parts, ignore_index=True)
@@ -336,9 +377,9 @@ def evaluate_claims(summary: pd.DataFrame, table_spec: dict) -> list[dict]:
         ``paper_median_pct_all``. ``k`` counts a < b for "beats" and a > b for
         "degrades"; medians are of (a - b) / b in percent.
     """
-    variants = {v for _, v in table_spec["columns"]}
+    variants = set(variant_names(table_spec))
     results = []
-    for claim in CLAIMS:
+    for claim in table_spec.get("claims", []):
         if claim["a"] not in variants or claim["b"] not in variants:
             continue
         by = summary.set_index(["dataset", "variant"])
@@ -372,6 +413,7 @@ def _num(x: float) -> str:
 
 def _paper_num(x: float) -> str:
     # Four decimals like the paper, but never drop a digit it printed (0.15534).
+    x = float(x)  # a numpy scalar's repr would print np.float64(...)
     s = f"{x:.4f}"
     return s if float(s) == x else repr(x)
 
@@ -473,12 +515,12 @@ def render_markdown(summary: pd.DataFrame, table_spec: dict, data_status: dict[s
         "",
     ]
 
-    header = ["Dataset"] + [label for label, _ in spec["columns"]]
+    header = ["Dataset"] + [label for label, _ in pairs(spec)]
     body = []
     for dataset in spec["datasets"]:
         d = summary[summary["dataset"] == dataset]
         not_run = _not_run_text(d, data_status.get(dataset, True))
-        body.append([dataset] + [_cell(by.loc[(dataset, label)], not_run) for label, _ in spec["columns"]])
+        body.append([dataset] + [_cell(by.loc[(dataset, label)], not_run) for label, _ in pairs(spec)])
     lines += _md_table(header, body)
 
     fid = fidelity(summary)
@@ -486,7 +528,7 @@ def render_markdown(summary: pd.DataFrame, table_spec: dict, data_status: dict[s
 
     for label, field in spec.get("extra_fields", []):
         lines += ["", f"## {label}", "", f"Mean of `{field}` over the runs of each cell.", ""]
-        variant_cols = [(lab, v) for lab, v in spec["columns"] if v is not None]
+        variant_cols = [(lab, v) for lab, v in pairs(spec) if v is not None]
         rows = []
         for dataset in spec["datasets"]:
             cells = []
@@ -503,7 +545,7 @@ def render_markdown(summary: pd.DataFrame, table_spec: dict, data_status: dict[s
             lines.append(f"- {_claim_line(c)}")
 
     lines += _datafree_header("Mean test RMSE over the seeds run")
-    variant_cols = [(label, v) for label, v in spec["columns"] if v is not None]
+    variant_cols = [(label, v) for label, v in pairs(spec) if v is not None]
     rows = []
     for dataset in spec["datasets"]:
         row = [dataset]
@@ -573,14 +615,14 @@ def _render_metrics(summary: pd.DataFrame, spec: dict, data_status: dict[str, bo
         lines += ["", spec["note"]]
     lines.append("")
     multi = len(spec["datasets"]) > 1
-    header = (["Dataset"] if multi else []) + ["Metric"] + [label for label, _ in spec["columns"]]
+    header = (["Dataset"] if multi else []) + ["Metric"] + [label for label, _ in pairs(spec)]
     body = []
     for dataset in spec["datasets"]:
         for metric, _ in spec["metrics"]:
             d = summary[(summary["dataset"] == dataset) & (summary["metric"] == metric)]
             not_run = _not_run_text(d, data_status.get(dataset, True))
             by = d.set_index("column")
-            cells = [_metric_cell(by.loc[label], not_run) for label, _ in spec["columns"]]
+            cells = [_metric_cell(by.loc[label], not_run) for label, _ in pairs(spec)]
             body.append(([dataset] if multi else []) + [metric] + cells)
     lines += _md_table(header, body)
 
@@ -613,7 +655,7 @@ def _render_metrics(summary: pd.DataFrame, spec: dict, data_status: dict[str, bo
                     lines.append(f"- {claim['text']} (SPEC §5: {claim['spec']}), {where}{metric}: {ours}; {paper_txt}.")
 
     lines += _datafree_header("Mean over the runs")
-    variant_cols = [(label, v) for label, v in spec["columns"] if v is not None]
+    variant_cols = [(label, v) for label, v in pairs(spec) if v is not None]
     rows = []
     for dataset in spec["datasets"]:
         for metric, _ in spec["metrics"]:
