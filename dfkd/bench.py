@@ -1,5 +1,8 @@
 """Speed of the distillation engine, printed as figures (``make bench``).
 
+The variants are the columns of the paper's tables (``experiments/table4.py`` for the tabular lines,
+``table5.py`` for MNIST), each built from its ``conf/variant/<name>.yaml`` (method and alpha).
+
 For each dataset and variant: student-epochs per second of the batched engine
 (R replicas in one stack) and of the one-model reference loop, their ratio, and
 the batched engine's matmul GFLOP/s beside a plain large matmul measured in the
@@ -16,8 +19,8 @@ measured in turn three times, the best of each kept, so they compare as ratios
 even on a shared, noisy machine.
 
     python -m dfkd.bench                       # cpusmall and indoorloc, all five variants; MNIST lines; eSol lines
-    python -m dfkd.bench --datasets pole --variants direct/decreasing --replicas 10
-    python -m dfkd.bench --datasets none --mnist-variants direct_mnist/decreasing --no-protein
+    python -m dfkd.bench --datasets pole --variants direct-decreasing --replicas 10
+    python -m dfkd.bench --datasets none --mnist-variants direct_mnist-decreasing --no-protein
     python -m dfkd.bench --datasets none --mnist-variants none     # only the eSol lines
 
 MNIST lines: the CNN engine with R = 5 replicas in one stack (grouped convolutions)
@@ -56,13 +59,40 @@ from dfkd.engine.reference import distill_reference
 from dfkd.data.context import default_context
 from dfkd.models.mlp import MLPStack, mlp_module
 
-VARIANTS = {
-    "random/0": ("random", {}, AlphaSchedule("constant", 0.0)),
-    "generator/decreasing": ("generator", {}, AlphaSchedule("decreasing")),
-    "generator/1": ("generator", {}, AlphaSchedule("constant", 1.0)),
-    "direct/decreasing": ("direct", {}, AlphaSchedule("decreasing")),
-    "direct/1": ("direct", {}, AlphaSchedule("constant", 1.0)),
-}
+def variant_settings(names) -> dict:
+    """``{name: (method yaml as a dict, AlphaSchedule)}`` of each ``conf/variant/<name>.yaml``, as Hydra composes it."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from dfkd.cli import CONF_DIR
+
+    out = {}
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        for name in names:
+            cfg = compose("config", overrides=[f"variant={name}", "data_mirror=null"])
+            method = OmegaConf.to_container(cfg.method, resolve=True)
+            out[name] = (method, AlphaSchedule(cfg.alpha.schedule, cfg.alpha.value))
+    return out
+
+
+def _table_variants(table: str) -> list[str]:
+    from dfkd.report.tables import load_table_specs, variant_names
+
+    return variant_names(load_table_specs()[table])
+
+
+#: The tabular variants: Table 4's columns (Tables 3 and 4 share them; the one-model loop knows their methods).
+TABULAR_TABLE = "table4"
+#: The MNIST variants: Table 5's columns.
+MNIST_TABLE = "table5"
+_SETTINGS: dict = {}
+
+
+def _variant(name: str):
+    """``(method yaml as a dict, alpha)`` of a variant (composed once)."""
+    if name not in _SETTINGS:
+        _SETTINGS.update(variant_settings([name]))
+    return _SETTINGS[name]
 
 
 def _matmul_gflops(seconds: float = 2.0, n: int = 2048, clock=time.perf_counter) -> float:
@@ -118,30 +148,29 @@ def fake_splits(dataset: str, replicas: int, n_train: int = 5000, val_fraction: 
             for _ in range(replicas)], d
 
 
-def _build(method: str, params: dict):
-    from dfkd.methods.direct import Direct
-    from dfkd.methods.generator import Generator
-    from dfkd.methods.random import Random
+def _build(method: dict):
+    """A fresh method object from its yaml (``conf/method/<name>.yaml``, its ``_target_``)."""
+    from dfkd.imports import build
 
-    return {"random": Random, "generator": Generator, "direct": Direct}[method](**params)
+    return build(method, f"method '{method['name']}'", f"check conf/method/{method['name']}.yaml")
 
 
 def batched_flops_per_epoch(teacher, splits, seeds, variant) -> float:
     """Matmul FLOPs of one epoch of the batched engine (all replicas), counted by ``torch.utils.flop_counter``."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    method, params, alpha = VARIANTS[variant]
+    method, alpha = _variant(variant)
     counter = FlopCounterMode(display=False)
     with counter:
-        distill(teacher, splits, seeds, _build(method, params), alpha, StudentConfig(epochs=2))
+        distill(teacher, splits, seeds, _build(method), alpha, StudentConfig(epochs=2))
     return counter.get_total_flops() / 2
 
 
 def time_batched(teacher, splits, seeds, variant, epochs):
     """Student-epochs per CPU second of the batched engine (all replicas in one stack)."""
-    method, params, alpha = VARIANTS[variant]
+    method, alpha = _variant(variant)
     t0 = time.process_time()
-    distill(teacher, splits, seeds, _build(method, params), alpha, StudentConfig(epochs=epochs))
+    distill(teacher, splits, seeds, _build(method), alpha, StudentConfig(epochs=epochs))
     return len(seeds) * epochs / (time.process_time() - t0)
 
 
@@ -149,12 +178,12 @@ def time_synthetic(teacher, splits, seeds, variant, epochs):
     """Student-epochs per CPU second of the batched engine's synthetic data alone: each epoch's method update and
     every step's inputs and teacher labels (:func:`dfkd.engine.distill.synthetic_batch`), with the students left
     untrained, never validated and no bookkeeping. The engine cannot run faster than this with the same draws."""
-    method, params, alpha = VARIANTS[variant]
+    method, alpha = _variant(variant)
     cfg = StudentConfig(epochs=epochs)
     context = default_context(teacher)
     student = cfg.build(context.input_shape, rng.generators(seeds, "student_init"))
     noise = rng.generators(seeds, "noise")
-    meth = _build(method, params)
+    meth = _build(method)
     meth.bind(teacher.freeze(), student, seeds, "cpu", context)
     meth.set_noise(noise)
     m = alpha.default_batch_size()
@@ -170,10 +199,11 @@ def time_synthetic(teacher, splits, seeds, variant, epochs):
 
 def time_loop(teacher, splits, seeds, variant, epochs):
     """Student-epochs per CPU second of the one-model reference loop (one seed at a time)."""
-    method, params, alpha = VARIANTS[variant]
+    method, alpha = _variant(variant)
     net = mlp_module(teacher.replica_params(0))
+    params = {k: v for k, v in method.items() if k not in ("name", "_target_")}
     t0 = time.process_time()
-    distill_reference(net, splits[0], seeds[0], method, params, alpha, StudentConfig(epochs=epochs))
+    distill_reference(net, splits[0], seeds[0], method["name"], params, alpha, StudentConfig(epochs=epochs))
     return epochs / (time.process_time() - t0)
 
 
@@ -240,11 +270,12 @@ def estimate_protocol(datasets, replicas: int = 10, epochs: int = 2000, probe_ep
         seeds = list(range(1, replicas + 1))
         teacher = MLPStack.init(d, 500, 1, rng.generators(seeds, "bench"))
         for hidden in (25, 50):
-            for variant, (method, params, alpha) in VARIANTS.items():
+            for variant in _table_variants(TABULAR_TABLE):
+                method, alpha = _variant(variant)
                 cfg = StudentConfig(hidden=hidden, epochs=probe_epochs)
-                distill(teacher, splits, seeds, _build(method, params), alpha, StudentConfig(hidden=hidden, epochs=1))
+                distill(teacher, splits, seeds, _build(method), alpha, StudentConfig(hidden=hidden, epochs=1))
                 t0 = time.perf_counter()
-                distill(teacher, splits, seeds, _build(method, params), alpha, cfg)
+                distill(teacher, splits, seeds, _build(method), alpha, cfg)
                 cells.append((dataset, hidden, variant, (time.perf_counter() - t0) / probe_epochs * epochs))
         teacher_epoch = _teacher_epoch_seconds(dataset, replicas)
         cells.append((dataset, 500, "teachers", teacher_epoch * 75))
@@ -266,13 +297,14 @@ def _teacher_epoch_seconds(dataset: str, replicas: int) -> float:
     t0 = time.perf_counter()
     train_teachers(splits, list(range(1, replicas + 1)), TeacherConfig(max_epochs=2))
     return (time.perf_counter() - t0) / 2
-# A decreasing alpha is timed at a constant 0.5 with m = 50: the same work as any epoch of the
-# schedule but its last (both batches made), without the degenerate a = 0 of a 1-epoch schedule.
-MNIST_VARIANTS = {
-    "random/0": ("random", AlphaSchedule("constant", 0.0), 100),
-    "generator_mnist/decreasing": ("generator_mnist", AlphaSchedule("constant", 0.5), 50),
-    "direct_mnist/decreasing": ("direct_mnist", AlphaSchedule("constant", 0.5), 50),
-}
+def _mnist_variant(name: str):
+    """``(method yaml as a dict, alpha, m)`` of an MNIST variant. A decreasing alpha is timed at a constant 0.5
+    with m = 50: the same work as any epoch of the schedule but its last (both batches made), without the
+    degenerate a = 0 of a 1-epoch schedule."""
+    method, alpha = _variant(name)
+    if alpha.schedule != "constant":
+        alpha = AlphaSchedule("constant", 0.5)
+    return method, alpha, alpha.default_batch_size()
 
 
 def _mnist_setup(replicas: int, n_val: int):
@@ -299,11 +331,6 @@ def _mnist_setup(replicas: int, n_val: int):
 
 def bench_mnist(variants, replicas: int = 5, epochs: int = 1, n_val: int = 5000) -> None:
     """Print student-epochs per CPU second, batched (R replicas) vs one model at a time."""
-    import yaml
-
-    from dfkd.cli import CONF_DIR
-    from dfkd.imports import build
-
     split, context, teachers, cfg = _mnist_setup(replicas, n_val)
     print(f"\n# MNIST CNN (teacher f=10, student f=5), {replicas} replicas batched vs 1 at a time; "
           f"CPU s per student-epoch")
@@ -311,11 +338,10 @@ def bench_mnist(variants, replicas: int = 5, epochs: int = 1, n_val: int = 5000)
     print(header)
     print("-" * len(header))
     for variant in variants:
-        name, alpha, m = MNIST_VARIANTS[variant]
-        params = yaml.safe_load((CONF_DIR / "method" / f"{name}.yaml").read_text())
+        spec, alpha, m = _mnist_variant(variant)
 
         def method():
-            return build(params, f"method '{name}'", f"check conf/method/{name}.yaml")
+            return _build(spec)
 
         def run(r):
             from dfkd.engine.distill import StudentConfig
@@ -393,14 +419,14 @@ def bench_protein(replicas: int = 5, seconds: float = 3.0, epochs: int = 1000, s
     per_epoch = {}
     cfg = dict(hidden=0, lr=1e-3, weight_decay=1e-6, epochs=1, steps_per_epoch=steps, arch="rbf",
                arch_params={"centres": 100})
-    for name, method, alpha, m in (("de/0.5", DifferentialEvolution(), AlphaSchedule("constant", 0.5), 5),
-                                   ("random/0", Random(), AlphaSchedule("constant", 0.0), 10)):
+    for name, method, alpha, m in (("de-0.5", DifferentialEvolution(), AlphaSchedule("constant", 0.5), 5),
+                                   ("random-0", Random(), AlphaSchedule("constant", 0.0), 10)):
         t0 = time.process_time()
         distill(teacher, splits, seeds, method, alpha, StudentConfig(batch_size=m, **cfg), context=context)
         per_epoch[name] = time.process_time() - t0
     cpu = epochs * sum(per_epoch.values())
     print(f"Table 6 protocol ({epochs} epochs x {steps} steps, {replicas} runs per method, one stack per method): "
-          f"one epoch costs de/0.5 {per_epoch['de/0.5']:.2f} CPU s, random/0 {per_epoch['random/0']:.3f} CPU s -> "
+          f"one epoch costs de-0.5 {per_epoch['de-0.5']:.2f} CPU s, random-0 {per_epoch['random-0']:.3f} CPU s -> "
           f"estimated {cpu / 3600:.1f} CPU hours; wall with the 2 cells as parallel jobs on idle cores ~"
           f"{epochs * max(per_epoch.values()) / 3600:.1f} h", flush=True)
 
@@ -418,15 +444,17 @@ def ratio_ceiling(batched: float, loop: float, gflops: float, matmul_gflops: flo
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dfkd.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="cpusmall,indoorloc")
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    tabular, mnist_variants = _table_variants(TABULAR_TABLE), _table_variants(MNIST_TABLE)
+    parser.add_argument("--variants", default=",".join(tabular),
+                        help=f"tabular variants (default: {TABULAR_TABLE}'s columns)")
     parser.add_argument("--replicas", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=3.0, help="target time per measurement")
     parser.add_argument("--estimate", action="store_true",
                         help="also extrapolate the full Tables 3+4 protocol's wall time on 2 workers (a few minutes)")
     parser.add_argument("--overhead-records", default="results/quick/records",
                         help="records of a finished run (make quick) whose bookkeeping share to print")
-    parser.add_argument("--mnist-variants", default=",".join(MNIST_VARIANTS),
-                        help="MNIST variants to time ('none' to skip)")
+    parser.add_argument("--mnist-variants", default=",".join(mnist_variants),
+                        help=f"MNIST variants to time (default: {MNIST_TABLE}'s columns; 'none' to skip)")
     parser.add_argument("--mnist-replicas", type=int, default=5)
     parser.add_argument("--mnist-epochs", type=int, default=1)
     parser.add_argument("--protein", action=argparse.BooleanOptionalAction, default=True,
@@ -434,12 +462,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     variants = args.variants.split(",")
     mnist = [] if args.mnist_variants == "none" else args.mnist_variants.split(",")
-    if [v for v in mnist if v not in MNIST_VARIANTS]:
-        print(f"error: unknown MNIST variant in {mnist} (choose from {', '.join(MNIST_VARIANTS)})", file=sys.stderr)
+    if [v for v in mnist if v not in mnist_variants]:
+        print(f"error: unknown MNIST variant in {mnist} (choose from {', '.join(mnist_variants)})", file=sys.stderr)
         return 2
-    unknown = [v for v in variants if v not in VARIANTS]
+    unknown = [v for v in variants if v not in tabular]
     if unknown or args.replicas < 1:
-        print(f"error: unknown variant {unknown} (choose from {', '.join(VARIANTS)}) or replicas < 1", file=sys.stderr)
+        print(f"error: unknown variant {unknown} (choose from {', '.join(tabular)}) or replicas < 1", file=sys.stderr)
         return 2
     tune_process(1)
     print(f"# dfkd bench: torch {torch.__version__}, {os.cpu_count()} CPU(s), 1 thread per process, "

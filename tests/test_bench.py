@@ -25,14 +25,14 @@ def test_bench_rejects_an_unknown_variant(capsys):
 
 def test_bench_prints_a_row_per_variant_with_ratio_and_ceiling(capsys, monkeypatch):
     monkeypatch.setattr(bench, "matmul_rates", lambda: {"1 thread (CPU time)": 50.0})
-    rc = bench.main(["--datasets", "cpusmall", "--variants", "random/0,direct/1", "--replicas", "2",
+    rc = bench.main(["--datasets", "cpusmall", "--variants", "random-0,direct-1", "--replicas", "2",
                      "--seconds", "0.2", "--mnist-variants", "none", "--no-protein",
                      "--overhead-records", "/nonexistent"])
     out = capsys.readouterr().out
     assert rc == 0
     assert "ceiling" in out
     rows = [line.split() for line in out.splitlines() if line.startswith("cpusmall")]
-    assert [r[1] for r in rows] == ["random/0", "direct/1"]
+    assert [r[1] for r in rows] == ["random-0", "direct-1"]
     for r in rows:
         batched, loop, ratio = float(r[2]), float(r[3]), float(r[4].rstrip("x"))
         assert batched > 0 and loop > 0
@@ -54,8 +54,23 @@ def test_synthetic_only_timing_makes_every_steps_batch_and_labels(monkeypatch):
         return x, weights
 
     monkeypatch.setattr(bench, "synthetic_batch", counted)
-    rate = bench.time_synthetic(teacher, splits, seeds, "generator/decreasing", 4)
+    rate = bench.time_synthetic(teacher, splits, seeds, "generator-decreasing", 4)
     assert rate > 0
     assert len(calls) == 4 * 10  # every step of every epoch
     # decreasing alpha (m = 50): x_g and x_p, 50 rows each, while alpha > 0; x_p alone in the last epoch (alpha 0)
     assert calls[0] == ((2, 100, d), 2) and calls[-1] == ((2, 50, d), 1)
+
+
+def test_bench_times_the_tables_columns_built_from_their_variant_yaml():
+    from dfkd.report.tables import load_table_specs, variant_names
+
+    specs = load_table_specs()
+    assert bench._table_variants(bench.TABULAR_TABLE) == variant_names(specs["table4"])
+    assert bench._table_variants(bench.MNIST_TABLE) == variant_names(specs["table5"])
+    method, alpha = bench._variant("direct-1")
+    assert (method["name"], method["_target_"], alpha.label) == ("direct", "dfkd.methods.direct.Direct", "1")
+    assert bench._build(method).steps == method["steps"]
+    # MNIST: a decreasing schedule is timed at a constant 0.5 with m = 50; random sampling alone takes m = 100
+    method, alpha, m = bench._mnist_variant("direct_mnist-decreasing")
+    assert (method["name"], alpha.label, m) == ("direct_mnist", "0.5", 50)
+    assert bench._mnist_variant("random-0")[1:] == (bench.AlphaSchedule("constant", 0.0), 100)
