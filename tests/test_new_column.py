@@ -81,7 +81,9 @@ def test_a_new_method_reaches_a_table_and_a_figure_legend_with_no_other_edit(tmp
     assert fig7["columns"][-1]["label"] == LABEL
     fig, _ = draw_trace_curves(trace_series(df, fig7), fig7)
     assert legend_texts(fig) == [LABEL]  # the only column with records
-    fig.clf()
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
     paths, drawn = write_figure(df, fig7, tmp_path / "figures")
     assert drawn == 1 and all(p.is_file() for p in paths)
     # the shipped specs are untouched
