@@ -92,3 +92,11 @@ def test_matvec_matches_bmm_with_and_without_gradients():
     torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-4)
     out.sum().backward()
     torch.testing.assert_close(a_grad.grad, v.transpose(1, 2).expand(4, 37, 500))
+
+
+def test_reference_loop_covers_the_paper_methods_and_refuses_others():
+    from dfkd.engine.reference import has_reference
+
+    assert [has_reference(m) for m in ("random", "generator", "direct", "de", "scaled")] == [True] * 3 + [False] * 2
+    with pytest.raises(ValueError, match="no form of method 'de'"):
+        distill_reference(None, None, 1, "de", {}, AlphaSchedule("decreasing"))

@@ -166,6 +166,20 @@ def test_trace_figure_without_traces_is_one_line(tmp_path):
                                       "--figures-out", str(tmp_path / "figures")], tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "holds no readable record" in lines[0] and "--records" in lines[0]
+    assert not (tmp_path / "figures").exists()
+    # records without their trace files: the figure names what makes them
+    import json
+
+    cell = tmp_path / "records" / "cpusmall" / "mlp50" / "random-0"
+    cell.mkdir(parents=True)
+    (cell / "seed01.json").write_text(json.dumps({"schema": 1, "kind": "distill", "dataset": "cpusmall", "method": "random",
+                                                  "alpha": "0", "student": "mlp50", "seed": 1, "status": "ok",
+                                                  "test_rmse": 0.2, "trace_file": "seed01.trace.npz"}))
+    proc = run_module("dfkd.report", ["--records", str(tmp_path / "records"), "--figures", "fig7",
+                                      "--figures-out", str(tmp_path / "figures")], tmp_path)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert len(lines) == 1 and lines[0].startswith("error: no traces for fig7") and "make table4" in lines[0]
 
 

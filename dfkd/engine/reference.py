@@ -64,9 +64,22 @@ def _objective(teacher, student, x, gamma):
     return (-(t - s) ** 2 + gamma * s ** 2).mean()
 
 
+def has_reference(method: str) -> bool:
+    """Whether the one-model loop has its own form of ``method`` (the paper's three tabular methods; any other
+    method is checked against its batched self only, e.g. by the golden-number test)."""
+    return method in ("random", "generator", "direct")
+
+
 def distill_reference(teacher: nn.Module, split, seed: int, method: str, params: dict, alpha: AlphaSchedule,
                       cfg: StudentConfig = StudentConfig()):
-    """Distil one student with method ``random``, ``generator`` or ``direct``; returns a metrics dict."""
+    """Distil one student with method ``random``, ``generator`` or ``direct``, written independently of the
+    batched engine as the authors' code is (``nn.Module``, autograd, torch's optimizers); returns a metrics dict.
+
+    Raises:
+        ValueError: for a method the loop has no form of (see :func:`has_reference`).
+    """
+    if not has_reference(method):
+        raise ValueError(f"the one-model reference loop has no form of method '{method}'")
     params = dict(params)
     xval, yval, xte, yte = _t(split.X_val), _t(split.y_val), _t(split.X_test), _t(split.y_test)
     d = xval.shape[1]
@@ -89,15 +102,13 @@ def distill_reference(teacher: nn.Module, split, seed: int, method: str, params:
         if method == "generator":
             with torch.no_grad():
                 return gen(torch.randn(m, latent, generator=noise))
-        if method == "direct":
-            x = torch.randn(m, d, generator=noise).requires_grad_(True)
-            x_opt = torch.optim.RMSprop([x], lr=params.get("lr", 0.1), weight_decay=params.get("beta", 1e-5))
-            for _ in range(params.get("steps", 2)):
-                x_opt.zero_grad()
-                _objective(teacher, student, x, gamma).backward()
-                x_opt.step()
-            return x.detach()
-        raise ValueError(method)
+        x = torch.randn(m, d, generator=noise).requires_grad_(True)  # direct
+        x_opt = torch.optim.RMSprop([x], lr=params.get("lr", 0.1), weight_decay=params.get("beta", 1e-5))
+        for _ in range(params.get("steps", 2)):
+            x_opt.zero_grad()
+            _objective(teacher, student, x, gamma).backward()
+            x_opt.step()
+        return x.detach()
 
     best, best_state, best_epoch = math.inf, None, 0
     for epoch in range(cfg.epochs):
