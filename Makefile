@@ -88,14 +88,16 @@ figures: data ## Every figure into results/figures/: 7-10 from stored records an
 tables: $(STAMP) ## Re-aggregate results/records into results/tables (no training)
 	$(PY) -m dfkd.report
 
-quick: data ## Every artefact on a reduced budget (3 seeds, 200 epochs; MNIST: 3 epochs; Table 6: 4; study: 200 epochs) into results/quick/
+quick: data ## Every artefact on a reduced budget (3 seeds, 100 epochs; MNIST: 3 epochs; Table 6: 4; study: 100 epochs) into results/quick/
+	@mkdir -p results && date +%s > results/.quick-start
 	$(PY) -m dfkd.teachers -m hydra/launcher=local dataset=$(DATASETS) missing_data=skip threads=1 seeds=3
 	$(PY) -m dfkd.distill -m experiment=quick
 	$(PY) -m dfkd.distill -m experiment=mnist_quick
 	$(PY) -m dfkd.distill -m experiment=quick_table6
 	$(PY) -m dfkd.report --records results/quick/records --out results/quick/tables
 	$(PY) -m dfkd.report --records results/quick/records --figures fig7,fig8,fig9,fig10 --figures-out results/quick/figures
-	$(PY) -m dfkd.study results_dir=results/quick experiment_name=quick epochs=200 'snapshots=[0,10,50,200]'
+	$(PY) -m dfkd.study results_dir=results/quick experiment_name=quick epochs=100 'snapshots=[0,10,50,100]'
+	@echo "quick: finished in $$(( $$(date +%s) - $$(cat results/.quick-start) )) s (tables in results/quick/tables, figures in results/quick/figures)"
 
 reproduce: data ## The full protocol: teachers, Tables 3, 4, 6 and 5, Figures 5-10 (MNIST=cpu: CPU-sized Table 5)
 	@echo "reproduce: Tables 3 and 4 take about 85 min on 2 CPU cores; Table 6 (eSol) adds about $(ESOL_CPU_HOURS) CPU hours and"

@@ -85,7 +85,7 @@ def run_cell(settings: Settings, log=print) -> dict:
     store.check_writable(settings.results_dir)
     cell_dir = records.record_dir(settings.results_dir, name, settings.student_name, settings.method_name,
                                   settings.alpha.label)
-    label = f"{name} {settings.student_name} {settings.method_name}/{settings.alpha.label}"
+    label = f"{name} {settings.student_name} {records.variant_name(settings.method_name, settings.alpha.label)}"
     cell_dir.mkdir(parents=True, exist_ok=True)
     outer = log
     log = store.cell_logger(lambda msg: outer(f"[{label}] {msg}"), cell_dir)

@@ -191,14 +191,19 @@ def record_path(cell_dir: Path, seed: int) -> Path:
     return Path(cell_dir) / f"seed{int(seed):02d}.json"
 
 
+#: What the numbers depend on: a change outside these (README, docs, tests, results) leaves a record clean.
+CODE_PATHS = ("dfkd", "conf", "experiments", "pyproject.toml", "setup.py", "requirements.lock")
+
+
 @lru_cache(maxsize=1)
 def git_commit() -> str:
-    """The current commit of the suite's checkout (with ``+dirty`` if modified), or ``unknown``."""
+    """The current commit of the suite's checkout, or ``unknown``; ``+dirty`` when its code differs from it (the
+    package, configs, experiment specs or build files: edits to docs or tests change no number)."""
     root = Path(__file__).resolve().parents[1]
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                              timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS], cwd=root,
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"

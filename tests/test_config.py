@@ -97,7 +97,7 @@ def test_table_presets(preset, student):
 
 def test_quick_preset_is_reduced_and_kept_apart():
     cfg = compose_dict(["experiment=quick"], hydra_cfg=True)
-    assert cfg.seeds == 3 and cfg.epochs == 200 and cfg.experiment_name == "quick"
+    assert cfg.seeds == 3 and cfg.epochs == 100 and cfg.experiment_name == "quick"
     assert Path(cfg.results_dir) == Path("results/quick")
     assert set(cfg.hydra.sweeper.params.student.split(",")) == {"mlp25", "mlp50"}
 
