@@ -37,7 +37,7 @@ def test_submitit_sweep_fills_one_results_folder(tmp_path, data_mirror):
         for seed, rec in zip((1, 2), pair):
             assert rec["status"] == "ok" and rec["seed"] == seed, rec
             assert math.isfinite(rec["test_rmse"]) and rec["test_rmse"] > 0, rec
-            assert rec["variant"] == f"{method}/0", rec
+            assert rec["variant"] == f"{method}-0", rec
     assert len(list((results / "records").rglob("seed*.json"))) == 4
     # both jobs needed the same two teachers: trained once, shared
     assert len(list((tmp_path / "teachers/cpusmall").glob("seed*.pt"))) == 2
