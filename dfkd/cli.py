@@ -16,7 +16,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from dfkd.core.paths import CONF_DIR, EXPERIMENTS_DIR  # noqa: F401 (the entry points' view of them)
+from dfkd.core.paths import CONF_DIR
 from dfkd.errors import ConfigError, DfkdError
 
 

@@ -104,15 +104,11 @@ class Record:
         self.alpha = alpha_label(self.alpha)
         self.variant = variant_name(self.method, self.alpha) if self.method and self.alpha else None
 
-    def to_dict(self) -> dict:
-        """The record as written: every field that is set, then ``extra``'s."""
+    def to_dict(self, unset: bool = False) -> dict:
+        """The record as written: every field that is set (``unset``: every field, as the report's frame row
+        has it), then ``extra``'s."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-               if f.name != "extra" and (getattr(self, f.name) is not None or f.name in _ALWAYS)}
-        return {**out, **self.extra}
-
-    def to_dict_all(self) -> dict:
-        """Every field, set or not (None), then ``extra``'s: one row of the report's frame."""
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+               if f.name != "extra" and (unset or getattr(self, f.name) is not None or f.name in _ALWAYS)}
         return {**out, **self.extra}
 
     @classmethod

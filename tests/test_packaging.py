@@ -108,8 +108,9 @@ def test_wheel_ships_every_config_spec_and_module_and_names_the_commands(wheel):
 
 def test_the_source_checkout_uses_its_top_level_conf_and_experiments():
     from dfkd import cli
+    from dfkd.core import paths
 
-    assert cli.CONF_DIR == REPO_ROOT / "conf" and cli.EXPERIMENTS_DIR == REPO_ROOT / "experiments"
+    assert paths.CONF_DIR == REPO_ROOT / "conf" and paths.EXPERIMENTS_DIR == REPO_ROOT / "experiments"
     assert Path(cli.CONF_PATH).is_absolute()
 
 
@@ -152,7 +153,7 @@ def installed(tmp_path_factory) -> Installed:
 
 @pytest.mark.slow
 def test_installed_dfkd_is_the_wheel_with_its_configs_inside(installed):
-    proc = installed.run("python", "-c", "import dfkd, dfkd.cli as c; print(dfkd.__file__); "
+    proc = installed.run("python", "-c", "import dfkd, dfkd.core.paths as c; print(dfkd.__file__); "
                          "print(c.CONF_DIR); print(c.EXPERIMENTS_DIR)")
     assert proc.returncode == 0, proc.stderr
     init, conf, experiments = (Path(line) for line in proc.stdout.split())

@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 
 def test_parallel_sweep_shares_teachers_and_feeds_the_report(tmp_path, data_mirror):

@@ -11,7 +11,6 @@ formats alike.
 from __future__ import annotations
 
 import io
-import os
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath

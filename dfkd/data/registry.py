@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from dfkd.core.paths import CONF_DIR
 from dfkd.errors import ConfigError
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -25,9 +26,7 @@ _OPTIONAL_TEXT_KEYS = ("target", "origin", "licence")
 
 
 def default_conf_dir() -> Path:
-    """Returns the repository's ``conf`` folder, located relative to this package."""
-    from dfkd.core.paths import CONF_DIR
-
+    """Returns the shipped ``conf`` folder (beside the package in a checkout, inside it in a wheel)."""
     return CONF_DIR
 
 

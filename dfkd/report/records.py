@@ -58,7 +58,7 @@ def load_records(root) -> pd.DataFrame:
                 RecordWarning, stacklevel=2,
             )
             continue
-        rec = Record.from_dict(rec).to_dict_all()
+        rec = Record.from_dict(rec).to_dict(unset=True)
         rec["path"] = str(path)
         rows.append(rec)
 
