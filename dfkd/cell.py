@@ -18,6 +18,7 @@ import torch
 
 from dfkd import records, store
 from dfkd.core.progress import bar_resume, progress_bar, student_progress
+from dfkd.data.real import RealRows
 from dfkd.engine.checkpoint import Checkpoint
 from dfkd.engine.distill import distill
 from dfkd.engine.perf import tune_process
@@ -69,7 +70,9 @@ def cell_hash(settings: Settings, seed: int, batch_size: int) -> str:
         "student": _hashed_fields(settings.student), "batch_size": batch_size,
         "method": [settings.method_target, settings.method_params],
         "alpha": [settings.alpha.schedule, float(settings.alpha.value)],
-        **settings.dataset.cell_extra(settings.subset, settings.synthetic_samples)})
+        **settings.dataset.cell_extra(settings.subset, settings.synthetic_samples),
+        **getattr(settings.teacher, "cell_extra", dict)(),  # optional; {} leaves a hash as it was
+        **({"real_rows": settings.real_count} if settings.real_count else {})})  # data-free cells: hashes unchanged
 
 
 def run_cell(settings: Settings, log=print) -> dict:
@@ -83,9 +86,8 @@ def run_cell(settings: Settings, log=print) -> dict:
     device = resolve_device(settings.device)
     name = settings.dataset.name
     store.check_writable(settings.results_dir)
-    cell_dir = records.record_dir(settings.results_dir, name, settings.student_name, settings.method_name,
-                                  settings.alpha.label)
-    label = f"{name} {settings.student_name} {records.variant_name(settings.method_name, settings.alpha.label)}"
+    cell_dir = records.record_dir(settings.results_dir, name, settings.student_name, settings.variant)
+    label = f"{name} {settings.student_name} {settings.variant}"
     cell_dir.mkdir(parents=True, exist_ok=True)
     outer = log
     log = store.cell_logger(lambda msg: outer(f"[{label}] {msg}"), cell_dir)
@@ -118,9 +120,11 @@ def run_cell(settings: Settings, log=print) -> dict:
                             on_resume=bar_resume(bar), commit=records.git_commit())
     t0 = time.perf_counter()
     keep = settings.synthetic_samples if settings.dataset.keep_samples else 0
+    real = (RealRows.from_splits(splits, settings.real_count, context.input_shape, device)
+            if settings.real_count else None)
     results, traces, _, _ = distill(teacher, splits, pending, method, settings.alpha, settings.student, device,
                                     progress=student_progress(bar), context=context, keep_samples=keep,
-                                    checkpoint=checkpoint)
+                                    checkpoint=checkpoint, real=real)
     queries = getattr(teacher, "queries", None)  # rows asked of a black-box teacher, per replica
     if bar is not None:
         bar.close()
@@ -188,7 +192,8 @@ def _record(settings: Settings, seed: int, res: dict, tinfo: dict, config_hash: 
         python_version=platform.python_version(), created=records.now_utc(),
         data_sha256=settings.dataset.fingerprint(), method_params=settings.method_params,
         alpha_schedule=settings.alpha.schedule, alpha_value=float(settings.alpha.value),
-        trace_file=trace_path.name, config=settings.resolved)
+        trace_file=trace_path.name, config=settings.resolved,
+        real_fraction=settings.real_fraction, real_rows=settings.real_count or None)
 
 
 def run_teachers(settings: Settings, log=print) -> list[dict]:

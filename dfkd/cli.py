@@ -18,6 +18,12 @@ from omegaconf import OmegaConf
 
 from dfkd.core.paths import CONF_DIR
 from dfkd.errors import ConfigError, DfkdError
+from dfkd.records import real_label
+
+# ${dfkd_real:${real_fraction},${real_rows}} in conf/config.yaml's log folders: '-p0.1' / '-n500' / '' (data-free),
+# so that the log folder of a cell is named like its records folder.
+OmegaConf.register_new_resolver("dfkd_real", lambda f, r: f"-{real_label(f, r)}" if real_label(f, r) else "",
+                                replace=True)
 
 
 CONF_PATH = str(CONF_DIR)  # absolute, for @hydra.main(config_path=...): independent of cwd and of how dfkd runs

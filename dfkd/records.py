@@ -30,9 +30,20 @@ def alpha_label(value) -> str | None:
     return f"{value:g}"
 
 
-def variant_name(method: str, alpha) -> str:
-    """The one name of a (method, alpha) pair, as config, record, folder and table use it: ``direct-1``."""
-    return f"{method}-{alpha_label(alpha)}"
+def real_label(fraction=None, rows=None) -> str:
+    """The variant-name suffix of a cell with real rows (the data-scarce setting): ``p0.1`` for
+    ``real_fraction=0.1``, ``n500`` for ``real_rows=500``; '' for a data-free cell."""
+    if rows not in (None, 0):
+        return f"n{int(rows)}"
+    if fraction not in (None, 0, 0.0):
+        return f"p{float(fraction):g}"
+    return ""
+
+
+def variant_name(method: str, alpha, real: str = "") -> str:
+    """The one name of a (method, alpha) pair, as config, record, folder and table use it: ``direct-1``;
+    with real rows their label follows (:func:`real_label`): ``tsm-1-p0.1``."""
+    return f"{method}-{alpha_label(alpha)}" + (f"-{real}" if real else "")
 
 
 @dataclasses.dataclass
@@ -49,7 +60,9 @@ class Record:
     schema: int = SCHEMA
     kind: str = "distill"
     experiment: str | None = None
-    variant: str | None = None  # always variant_name(method, alpha)
+    variant: str | None = None  # always variant_name(method, alpha, real_label(real_fraction, real_rows))
+    real_fraction: float | None = None  # the data-scarce setting: the fraction of the training split given (or None)
+    real_rows: int | None = None  # how many real training rows the cell had (None: data-free)
     student_hidden: int | None = None
     student_arch: str | None = None
     teacher: str | None = None
@@ -102,7 +115,8 @@ class Record:
 
     def __post_init__(self):
         self.alpha = alpha_label(self.alpha)
-        self.variant = variant_name(self.method, self.alpha) if self.method and self.alpha else None
+        real = real_label(self.real_fraction, self.real_rows if self.real_fraction in (None, 0) else None)
+        self.variant = variant_name(self.method, self.alpha, real) if self.method and self.alpha else None
 
     def to_dict(self, unset: bool = False) -> dict:
         """The record as written: every field that is set (``unset``: every field, as the report's frame row
@@ -177,9 +191,10 @@ def read_record(path: Path) -> dict | None:
     return rec if isinstance(rec, dict) and rec.get("schema") == SCHEMA else None
 
 
-def record_dir(results_dir: Path, dataset: str, student: str, method: str, alpha_label: str) -> Path:
-    """Deterministic folder of one cell's records: ``<results>/records/<dataset>/<student>/<method>-<alpha>``."""
-    return Path(results_dir) / "records" / dataset / student / f"{method}-{alpha_label}"
+def record_dir(results_dir: Path, dataset: str, student: str, variant: str) -> Path:
+    """Deterministic folder of one cell's records: ``<results>/records/<dataset>/<student>/<variant>``
+    (:func:`variant_name`)."""
+    return Path(results_dir) / "records" / dataset / student / variant
 
 
 def record_path(cell_dir: Path, seed: int) -> Path:

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dfkd import records
 from dfkd.core.validate import integer, number, pos_int
+from dfkd.data.real import real_row_count
 from dfkd.data.datasets import Dataset
 from dfkd.engine.alpha import AlphaSchedule
 from dfkd.engine.distill import StudentConfig
@@ -50,6 +52,15 @@ class Settings:
     subset: dict = field(default_factory=dict)  # images only: {"train": n, "test": n}, None = all
     synthetic_samples: int = 50  # image runs: synthetic batch kept per seed for figures 9 and 10
     resolved: dict = field(default_factory=dict)  # the whole resolved config, kept in every record
+    real_fraction: float | None = None  # the data-scarce setting (Kang & Kang 2024): None/0 = data-free
+    real_rows: int | None = None  # or a row count instead of a fraction
+    real_count: int = 0  # how many real training rows each seed gets (0: data-free)
+
+    @property
+    def variant(self) -> str:
+        """The cell's one name: ``<method>-<alpha label>``, with ``-p<fraction>``/``-n<rows>`` given real rows."""
+        return records.variant_name(self.method_name, self.alpha.label, records.real_label(
+            self.real_fraction, self.real_rows))
 
     @property
     def teacher_name(self) -> str:
@@ -158,6 +169,8 @@ def settings_from_dict(cfg: dict) -> Settings:
         subset=_subset(cfg), synthetic_samples=integer(cfg.get("synthetic_samples", 50) or 0, "synthetic_samples", 0),
         resolved=cfg)
     dataset.check_subset(settings.subset)
+    settings.real_fraction, settings.real_rows = cfg.get("real_fraction") or None, cfg.get("real_rows") or None
+    settings.real_count = real_row_count(settings.real_fraction, settings.real_rows, settings.n_train)
     build_method(settings)  # a bad method value fails here, before any data is loaded
     return settings
 
@@ -171,8 +184,17 @@ def _subset(cfg: dict) -> dict:
 
 
 def build_method(settings: Settings):
-    """A fresh instance of the method class named by ``_target_`` with the yaml's parameters."""
-    method = build({"_target_": settings.method_target, **settings.method_params},
+    """A fresh instance of the method class named by ``_target_`` with the yaml's parameters.
+
+    ``start`` (the fraction of a method's starting points taken from real rows, any method) is not the
+    class's parameter: it is set on the instance (:attr:`dfkd.methods.base.Method.start`)."""
+    params = dict(settings.method_params)
+    start = params.pop("start", 0.0)
+    method = build({"_target_": settings.method_target, **params},
                    f"method '{settings.method_name}'", f"check conf/method/{settings.method_name}.yaml")
     method.name = settings.method_name  # the yaml's name (e.g. direct_mnist: the Direct class with eq. 8's terms)
+    start = number(start, "method.start")
+    if start > 1:
+        raise ConfigError(f"method.start is the fraction of starting points taken from real rows: use 0..1, got {start}")
+    method.start = start
     return method

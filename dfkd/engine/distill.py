@@ -104,13 +104,14 @@ class _Stack:
     TENSORS = ("best_flat", "best_mse", "best_epoch", "failed_epoch", "trace_val", "trace_g", "trace_p")
 
 
-def _fresh_stack(teacher, seeds, method: Method, cfg: StudentConfig, device, context: Context) -> _Stack:
-    """A new student stack, optimizer and random streams, with ``method`` bound to them."""
+def _fresh_stack(teacher, seeds, method: Method, cfg: StudentConfig, device, context: Context, real=None) -> _Stack:
+    """A new student stack, optimizer and random streams, with ``method`` bound to them (and to ``real``)."""
     n_rep = len(seeds)
     init_gens = rng.generators(seeds, "student_init")
     student = cfg.build(context.input_shape, init_gens, device=device)
     opt = RMSpropStack(student.flat, cfg.lr, cfg.weight_decay)
     noise = rng.generators(seeds, "noise", device)
+    method.set_real(real)
     method.bind(teacher, student, seeds, device, context)
     method.set_noise(noise)
     return _Stack(
@@ -131,7 +132,7 @@ def _checkpoint_state(st: _Stack, method: Method, teacher, epoch: int, epochs: i
         "student": st.student.flat.detach().cpu(), "opt": st.opt.state_dict(),
         "engine": {name: getattr(st, name).cpu() for name in _Stack.TENSORS},
         "rng": {"noise": generator_states(st.noise), "student_init": generator_states(st.init_gens)},
-        "method": method.state_dict(), "teacher": teacher_state() if teacher_state else None,
+        "method": method.state_dict(), "method_base": method.base_state(), "teacher": teacher_state() if teacher_state else None,
     }
 
 
@@ -153,6 +154,7 @@ def _restore(st: _Stack, state: dict, method: Method, teacher, epochs: int) -> i
     set_generator_states(st.noise, state["rng"]["noise"])
     set_generator_states(st.init_gens, state["rng"]["student_init"])
     method.load_state_dict(state["method"])
+    method.load_base_state(state.get("method_base", {}))
     if state["teacher"] is not None or hasattr(teacher, "load_state_dict"):
         teacher.load_state_dict(state["teacher"])
     return epoch
@@ -160,7 +162,7 @@ def _restore(st: _Stack, state: dict, method: Method, teacher, epochs: int) -> i
 
 def distill(teacher, splits, seeds: list[int], method: Method, alpha: AlphaSchedule,
             cfg: StudentConfig = StudentConfig(), device="cpu", progress=None, context: Context | None = None,
-            keep_samples: int = 0, checkpoint: Checkpoint | None = None):
+            keep_samples: int = 0, checkpoint: Checkpoint | None = None, real=None):
     """Distil one student per seed from the corresponding teacher replica.
 
     Args:
@@ -174,6 +176,7 @@ def distill(teacher, splits, seeds: list[int], method: Method, alpha: AlphaSched
         checkpoint: optional :class:`~dfkd.engine.checkpoint.Checkpoint`: training resumes from its file
             when there is a usable one, and saves to it at an epoch boundary whenever it is due. Results
             are identical to an uninterrupted run's.
+        real: optional :class:`~dfkd.data.real.RealRows` (the data-scarce setting), handed to the method.
 
     Returns:
         ``(results, traces, student, best_flat)``: per replica a dict of metrics
@@ -190,7 +193,7 @@ def distill(teacher, splits, seeds: list[int], method: Method, alpha: AlphaSched
     m = cfg.batch_size or alpha.default_batch_size()
     if hasattr(teacher, "freeze"):
         teacher.freeze()
-    st = _fresh_stack(teacher, seeds, method, cfg, device, context)
+    st = _fresh_stack(teacher, seeds, method, cfg, device, context, real)
     start = 0
     saved = checkpoint.load() if checkpoint is not None else None
     if saved is not None:
@@ -203,7 +206,7 @@ def distill(teacher, splits, seeds: list[int], method: Method, alpha: AlphaSched
             checkpoint.rejected(exc, saved)
             if teacher_before is not None:
                 teacher.load_state_dict(teacher_before)
-            st = _fresh_stack(teacher, seeds, method, cfg, device, context)
+            st = _fresh_stack(teacher, seeds, method, cfg, device, context, real)
         else:
             checkpoint.resumed(saved, seeds)
         del saved
@@ -219,6 +222,17 @@ def distill(teacher, splits, seeds: list[int], method: Method, alpha: AlphaSched
         sum_g = torch.zeros(n_rep, device=device)
         sum_p = torch.zeros(n_rep, device=device)
         for _ in range(cfg.steps_per_epoch):
+            if a > 0 and method.owns_loss:  # the method gives its whole term; the engine adds the x_p part
+                grad, loss_g = method.student_gradient(m, a)
+                sum_g.add_(loss_g)
+                if a < 1:
+                    x = context.sampler(noise, m, device)
+                    s, cache = student.forward(x, keep=True, **train_kw)
+                    sq, slope, factor = loss_terms(s.squeeze(-1) - teacher.predict(x), cfg.loss)
+                    sum_p.add_(sq.mean(1))
+                    grad = grad + student.backward(cache, slope * (factor * (1 - a) / m))[0]
+                opt.step(grad)
+                continue
             x, weights = synthetic_batch(method, context, noise, a, m, device)
             t = teacher.predict(x)
             s, cache = student.forward(x, keep=True, **train_kw)

@@ -53,8 +53,12 @@ class Direct(Method):
         set_generator_states(self.targets, state["targets"])
 
     def sample(self, m: int) -> torch.Tensor:
-        x = self.base(m)
-        y = self.objective.draw_target(self.targets, m, self.device)
+        return self.optimize(self.base(m))
+
+    def optimize(self, x: torch.Tensor) -> torch.Tensor:
+        """The ``steps`` RMSprop steps on the objective from starting points ``x (R, n, *input_shape)``
+        (:meth:`sample` starts from the base distribution; Kang & Kang's ABM starts from real rows)."""
+        y = self.objective.draw_target(self.targets, x.shape[1], self.device)
         grad = lambda x: self.objective.input_grad(self.teacher, self.student, x, y)  # noqa: E731
         project = self.context.clip if self.context.bounds is not None else None
         return fresh_rmsprop_steps(x, grad, self.steps, self.lr, self.beta, project=project)
