@@ -19,7 +19,7 @@ MNIST_CPU_HOURS := 10.6
 ESOL_CPU_HOURS := 4
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup data teachers table3 table4 table5 table5-cpu table6 fig5 fig6 fig7 fig8 fig9 fig10 figures tables quick reproduce bench status test test-all clean-quick
+.PHONY: help setup data teachers table3 table4 table5 table5-cpu table6 methods scarce fig5 fig6 fig7 fig8 fig9 fig10 figures tables quick reproduce bench status test test-all clean-quick
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -47,6 +47,15 @@ table3: teachers ## Paper Table 3 (students MLP 25): train what is missing, then
 table4: teachers ## Paper Table 4 (students MLP 50): train what is missing, then tabulate
 	$(PY) -m dfkd.distill -m experiment=table4
 	$(PY) -m dfkd.report --tables table4
+
+methods: teachers ## Benchmark of data-free methods (students MLP 25/50, 10 seeds, paired tests): train what is missing, then tabulate
+	$(PY) -m dfkd.distill -m experiment=methods
+	$(PY) -m dfkd.report --tables methods
+
+scarce: teachers ## Scarce real data (Kang & Kang 2024; p = 1 %, 10 % of the rows; MLP 50): p > 0, then p = 0 references, then tabulate
+	$(PY) -m dfkd.distill -m experiment=scarce
+	$(PY) -m dfkd.distill -m experiment=scarce variant=direct-decreasing,random-0 real_fraction=0
+	$(PY) -m dfkd.report --tables scarce
 
 table5: data ## Paper Table 5 (MNIST, CNN students; many CPU hours, see README): train what is missing, then tabulate
 	@echo "table5: the full MNIST protocol takes about $(MNIST_CPU_HOURS) CPU hours (measured: 6.2 h on a 2-core machine) without a GPU;"

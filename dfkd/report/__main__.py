@@ -4,6 +4,7 @@ Usage::
 
     python -m dfkd.report [--records results/records] [--out results/tables]
                           [--tables table3,table4] [--data-dir data]
+    python -m dfkd.report --tables methods,scarce    # the benchmarks (experiments/*.py with BENCHMARK)
     python -m dfkd.report --figures fig7,fig8,fig9,fig10 [--figures-out results/figures]
     python -m dfkd.report --list-datasets table3,table4     # the tables' datasets, comma-separated (Makefile)
 
@@ -19,6 +20,7 @@ import warnings
 from pathlib import Path
 
 from dfkd.errors import ConfigError, DataError, DfkdError
+from dfkd.report.benchmark import load_benchmark_specs, run_counts, write_benchmark
 from dfkd.report.records import RecordWarning, load_records
 from dfkd.report.tables import fidelity, load_table_specs, render_markdown, summarize, write_table
 
@@ -38,7 +40,8 @@ def _parse(argv):
     parser.add_argument("--out", default="results/tables", type=Path,
                         help="output folder for <table>.md and <table>.csv (default: %(default)s)")
     parser.add_argument("--tables", default=None,
-                        help="comma-separated table names (default: every experiments/table*.py)")
+                        help="comma-separated table names (default: every experiments/table*.py and every "
+                             "benchmark, an experiments/*.py with BENCHMARK: methods, scarce)")
     parser.add_argument("--figures", default=None,
                         help="comma-separated figure names (experiments/fig*.py) to draw instead of tables, "
                              "or 'all'")
@@ -132,12 +135,13 @@ def list_datasets(specs: dict, names: list[str]) -> list[str]:
 def run(args) -> int:
     """Build and write the requested tables; return the exit status."""
     if getattr(args, "list_datasets", None):
-        specs = load_table_specs()
+        specs = {**load_table_specs(), **load_benchmark_specs()}
         print(",".join(list_datasets(specs, _table_names(specs, args.list_datasets))))
         return 0
     if getattr(args, "figures", None):
         return run_figures(args)
-    specs = load_table_specs()
+    tables, benchmarks = load_table_specs(), load_benchmark_specs()
+    specs = {**tables, **benchmarks}
     if not specs:
         raise ConfigError("no table specs found in experiments/table*.py")
     names = _table_names(specs, args.tables)
@@ -148,6 +152,11 @@ def run(args) -> int:
     status = _data_status(datasets, args.data_dir)
     for name in names:
         spec = specs[name]
+        if name in benchmarks:
+            md_path, csv_path, result = write_benchmark(df, spec, args.out, status)
+            n_run, n_cells = run_counts(result)
+            print(f"{name}: {n_run} of {n_cells} cells run -> {md_path}, {csv_path}")
+            continue
         summary = summarize(df, spec)
         md_path, csv_path = write_table(render_markdown(summary, spec, status), summary, args.out, name)
         fid = fidelity(summary)
