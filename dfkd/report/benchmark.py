@@ -31,8 +31,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from dfkd import records
 from dfkd.errors import ConfigError
-from dfkd.report.tables import _atomic_write, _describe_experiments, load_experiment_objects, natural_key, \
+from dfkd.report.tables import _atomic_write, _md_table, _describe_experiments, load_experiment_objects, natural_key, \
     validate_columns
 
 #: Significance level of the paired tests (a win or a loss needs p < ALPHA).
@@ -58,18 +59,15 @@ CSV_COLUMNS = [
 
 def fraction_variant(variant: str, fraction) -> str:
     """The records' name of ``variant`` run on a fraction ``fraction`` of the real training rows:
-    ``<variant>-p<fraction:g>`` (``tsm-1``, 0.1 -> ``tsm-1-p0.1``); ``variant`` itself for p = 0 or none, and for a
-    name that already carries the suffix."""
-    if fraction is None or isinstance(fraction, bool):
-        return variant
+    ``<variant>-p<fraction:g>`` (``tsm-1``, 0.1 -> ``tsm-1-p0.1``, :func:`dfkd.records.real_label`); ``variant``
+    itself for p = 0 or none, and for a name that already carries the suffix."""
     try:
-        f = float(fraction)
+        label = records.real_label(None if isinstance(fraction, bool) else float(fraction), None)
     except (TypeError, ValueError):
         return variant
-    if not math.isfinite(f) or f == 0:
+    if not label or "nan" in label or "inf" in label:
         return variant
-    suffix = f"-p{f:g}"
-    return variant if variant.endswith(suffix) else variant + suffix
+    return variant if variant.endswith(f"-{label}") else f"{variant}-{label}"
 
 
 # --------------------------------------------------------------------------- specs
@@ -429,11 +427,6 @@ def _p(x: float) -> str:
     if not math.isfinite(x):
         return "p n/a"
     return f"p={x:.3f}" if x >= 0.001 else f"p={x:.1e}"
-
-
-def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(r) + " |" for r in rows]
 
 
 def _stat_text(r, failed: bool = True) -> str:
