@@ -81,6 +81,15 @@ def _table_variants(table: str) -> list[str]:
     return variant_names(load_table_specs()[table])
 
 
+def _benchmark_variants() -> list[str]:
+    """The conf variants of the benchmark artefacts' columns (``experiments/methods.py``, ``scarce.py``), in order,
+    without their real-row suffix (a scarce column ``tsm-1-p0.1`` is ``variant=tsm-1`` with ``real_fraction``)."""
+    from dfkd.report.benchmark import load_benchmark_specs
+
+    names = [col.get("base", col["variant"]) for spec in load_benchmark_specs().values() for col in spec["columns"]]
+    return list(dict.fromkeys(names))
+
+
 #: The tabular variants: Table 4's columns (Tables 3 and 4 share them; the one-model loop knows their methods).
 TABULAR_TABLE = "table4"
 #: The MNIST variants: Table 5's columns.
@@ -144,15 +153,25 @@ def fake_splits(dataset: str, replicas: int, n_train: int = 5000, val_fraction: 
     def arr(*shape):
         return gen.standard_normal(shape).astype(np.float32)
 
-    return [Split(arr(8, d), arr(8), arr(n_val, d), arr(n_val), arr(rest - n_val, d), arr(rest - n_val))
+    return [Split(arr(REAL_ROWS, d), arr(REAL_ROWS), arr(n_val, d), arr(n_val), arr(rest - n_val, d), arr(rest - n_val))
             for _ in range(replicas)], d
 
 
 def _build(method: dict):
     """A fresh method object from its yaml (``conf/method/<name>.yaml``, its ``_target_``)."""
-    from dfkd.imports import build
+    from dfkd.settings import method_from_yaml
 
-    return build(method, f"method '{method['name']}'", f"check conf/method/{method['name']}.yaml")
+    return method_from_yaml(method)
+
+
+#: Real rows handed to every benchmarked stack (the scarce-data methods use them; the others ignore them).
+REAL_ROWS = 500
+
+
+def _real(splits):
+    from dfkd.data.real import RealRows
+
+    return RealRows.from_splits(splits, REAL_ROWS, (splits[0].X_val.shape[1],))
 
 
 def batched_flops_per_epoch(teacher, splits, seeds, variant) -> float:
@@ -162,16 +181,56 @@ def batched_flops_per_epoch(teacher, splits, seeds, variant) -> float:
     method, alpha = _variant(variant)
     counter = FlopCounterMode(display=False)
     with counter:
-        distill(teacher, splits, seeds, _build(method), alpha, StudentConfig(epochs=2))
+        distill(teacher, splits, seeds, _build(method), alpha, StudentConfig(epochs=2), real=_real(splits))
     return counter.get_total_flops() / 2
 
 
 def time_batched(teacher, splits, seeds, variant, epochs):
     """Student-epochs per CPU second of the batched engine (all replicas in one stack)."""
     method, alpha = _variant(variant)
+    real = _real(splits)
     t0 = time.process_time()
-    distill(teacher, splits, seeds, _build(method), alpha, StudentConfig(epochs=epochs))
+    distill(teacher, splits, seeds, _build(method), alpha, StudentConfig(epochs=epochs), real=real)
     return len(seeds) * epochs / (time.process_time() - t0)
+
+
+def time_alone(teacher, splits, seeds, variant, epochs):
+    """Student-epochs per CPU second of the same engine run for one model at a time (R = 1, the first seed):
+    the one-model form of a method the reference loop does not know."""
+    one = type(teacher).from_params([teacher.replica_params(0)])
+    return time_batched(one, splits[:1], seeds[:1], variant, epochs)
+
+
+def phase_seconds(teacher, splits, seeds, variant, epochs: int) -> dict:
+    """CPU seconds per epoch (all replicas) of a method's parts, the students trained as the engine does:
+    ``start_epoch`` (e.g. building a soft-target transfer set), ``sample`` or ``student_gradient`` (the method's
+    term), and for TSM its gradient matching (the same steps' term with ``gm`` off, subtracted)."""
+    method, alpha = _variant(variant)
+    meth = _build(method)
+    times = {"start_epoch": 0.0, "method step": 0.0}
+
+    def timed(name, fn):
+        def wrapper(*args, **kw):
+            t0 = time.process_time()
+            out = fn(*args, **kw)
+            times[name] += time.process_time() - t0
+            return out
+        return wrapper
+
+    meth.start_epoch = timed("start_epoch", meth.start_epoch)
+    step = "student_gradient" if meth.owns_loss else "sample"
+    setattr(meth, step, timed("method step", getattr(meth, step)))
+    t0 = time.process_time()
+    distill(teacher, splits, seeds, meth, alpha, StudentConfig(epochs=epochs), real=_real(splits))
+    times["whole epoch"] = time.process_time() - t0
+    if getattr(meth, "gm", 0):
+        gm, total = meth.gm, times["method step"]
+        meth.gm, times["method step"] = 0.0, 0.0
+        for _ in range(epochs * StudentConfig().steps_per_epoch):
+            meth.student_gradient(alpha.default_batch_size(), 1.0)
+        times["of which GM"], meth.gm = total - times["method step"], gm
+        times["method step"] = total
+    return {k: v / epochs for k, v in times.items()}
 
 
 def time_synthetic(teacher, splits, seeds, variant, epochs):
@@ -221,6 +280,37 @@ def compare(teacher, splits, seeds, variant, seconds: float, rounds: int = 3):
         batched.append(time_batched(teacher, splits, seeds, variant,
                                     max(3, int(seconds / rounds * loops[-1] / len(seeds) * 4))))
     return max(batched), max(loops)
+
+
+def compare_alone(teacher, splits, seeds, variant, seconds: float, rounds: int = 3):
+    """(best batched ep/s, best R = 1 ep/s), interleaved as :func:`compare` does."""
+    probe = time.process_time()
+    time_alone(teacher, splits, seeds, variant, 2)
+    per_epoch = max((time.process_time() - probe) / 2, 1e-4)
+    epochs = max(3, int(seconds / rounds / per_epoch))
+    alone, batched = [], []
+    for _ in range(rounds):
+        alone.append(time_alone(teacher, splits, seeds, variant, epochs))
+        batched.append(time_batched(teacher, splits, seeds, variant, max(3, int(seconds / rounds * alone[-1] / len(seeds) * 4))))
+    return max(batched), max(alone)
+
+
+def print_phases(runs, seconds: float) -> None:
+    """Where the methods without a reference loop spend an epoch (CPU ms, all replicas of the stack)."""
+    print()
+    header = (f"{'dataset':10s} {'variant':30s} {'epoch ms':>9s} {'start_epoch':>12s} {'method step':>12s} "
+              f"{'of which GM':>12s}")
+    print("where an epoch goes (CPU ms per epoch of the batched stack; 'method step': sample() or, for TSM, its whole"
+          " loss term)")
+    print(header)
+    print("-" * len(header))
+    for dataset, teacher, splits, seeds, variant in runs:
+        probe = phase_seconds(teacher, splits, seeds, variant, 2)
+        epochs = max(3, int(seconds / max(probe["whole epoch"], 1e-4)))
+        ph = phase_seconds(teacher, splits, seeds, variant, epochs)
+        gm = f"{1e3 * ph['of which GM']:12.1f}" if "of which GM" in ph else f"{'-':>12s}"
+        print(f"{dataset:10s} {variant:30s} {1e3 * ph['whole epoch']:9.1f} {1e3 * ph['start_epoch']:12.1f} "
+              f"{1e3 * ph['method step']:12.1f} {gm}", flush=True)
 
 
 def bookkeeping_overhead(records_root: Path, data_dir: Path = Path("data")):
@@ -444,9 +534,10 @@ def ratio_ceiling(batched: float, loop: float, gflops: float, matmul_gflops: flo
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dfkd.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="cpusmall,indoorloc")
-    tabular, mnist_variants = _table_variants(TABULAR_TABLE), _table_variants(MNIST_TABLE)
+    mnist_variants = _table_variants(MNIST_TABLE)
+    tabular = list(dict.fromkeys(_table_variants(TABULAR_TABLE) + _benchmark_variants()))
     parser.add_argument("--variants", default=",".join(tabular),
-                        help=f"tabular variants (default: {TABULAR_TABLE}'s columns)")
+                        help=f"tabular variants (default: {TABULAR_TABLE}'s and the benchmarks' columns)")
     parser.add_argument("--replicas", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=3.0, help="target time per measurement")
     parser.add_argument("--estimate", action="store_true",
@@ -477,27 +568,31 @@ def main(argv=None) -> int:
         print(f"plain matmul 2048x2048 fp32, {name:30s} {value:7.1f} GFLOP/s")
     base = rates["1 thread (CPU time)"]
     print()
-    header = (f"{'dataset':10s} {'variant':22s} {'batched ep/s':>13s} {'loop ep/s':>10s} {'ratio':>7s} "
+    header = (f"{'dataset':10s} {'variant':30s} {'batched ep/s':>13s} {'loop ep/s':>10s} {'ratio':>7s} "
               f"{'GFLOP/s':>8s} {'% matmul':>9s} {'ceiling':>8s} {'data cap':>9s}")
     print(header)
     print("-" * len(header))
+    new = []
     for dataset in ([] if args.datasets == "none" else args.datasets.split(",")):
         splits, d = fake_splits(dataset, args.replicas)
         seeds = list(range(1, args.replicas + 1))
         teacher = MLPStack.init(d, 500, 1, rng.generators(seeds, "bench"))
         for variant in variants:
-            if not has_reference(_variant(variant)[0]["name"]):  # a method the one-model loop has no form of
-                batched = time_batched(teacher, splits, seeds, variant, max(3, int(args.seconds * 10)))
-                print(f"{dataset:10s} {variant:22s} {batched:13.1f} {'-':>10s} {'-':>7s}  (no one-model form)",
-                      flush=True)
+            if not has_reference(_variant(variant)[0]["name"]):  # no reference loop: the engine at R = 1 instead
+                batched, alone = compare_alone(teacher, splits, seeds, variant, args.seconds)
+                print(f"{dataset:10s} {variant:30s} {batched:13.1f} {alone:10.1f} {batched / alone:6.1f}x  "
+                      f"(one model: the engine at R = 1)", flush=True)
+                new.append((dataset, teacher, splits, seeds, variant))
                 continue
             batched, loop = compare(teacher, splits, seeds, variant, args.seconds)
             gflops = batched_flops_per_epoch(teacher, splits, seeds, variant) * batched / len(seeds) / 1e9
             synthetic = max(time_synthetic(teacher, splits, seeds, variant, max(3, int(2 * batched / len(seeds))))
                             for _ in range(3))
-            print(f"{dataset:10s} {variant:22s} {batched:13.1f} {loop:10.1f} {batched / loop:6.1f}x "
+            print(f"{dataset:10s} {variant:30s} {batched:13.1f} {loop:10.1f} {batched / loop:6.1f}x "
                   f"{gflops:8.1f} {100 * gflops / base:8.0f}% {ratio_ceiling(batched, loop, gflops, base):7.1f}x "
                   f"{synthetic / loop:8.1f}x", flush=True)
+    if new:
+        print_phases(new, args.seconds)
     if mnist:
         bench_mnist(mnist, args.mnist_replicas, args.mnist_epochs)
     if args.protein:

@@ -184,17 +184,23 @@ def _subset(cfg: dict) -> dict:
 
 
 def build_method(settings: Settings):
-    """A fresh instance of the method class named by ``_target_`` with the yaml's parameters.
+    """A fresh instance of the method class named by ``_target_`` with the yaml's parameters."""
+    return method_from_yaml({"_target_": settings.method_target, "name": settings.method_name,
+                             **settings.method_params})
+
+
+def method_from_yaml(method: dict):
+    """A method object from its yaml as a dict (``_target_``, ``name`` and the class's parameters).
 
     ``start`` (the fraction of a method's starting points taken from real rows, any method) is not the
     class's parameter: it is set on the instance (:attr:`dfkd.methods.base.Method.start`)."""
-    params = dict(settings.method_params)
-    start = params.pop("start", 0.0)
-    method = build({"_target_": settings.method_target, **params},
-                   f"method '{settings.method_name}'", f"check conf/method/{settings.method_name}.yaml")
-    method.name = settings.method_name  # the yaml's name (e.g. direct_mnist: the Direct class with eq. 8's terms)
+    params = dict(method)
+    name, start = params.pop("name", None), params.pop("start", 0.0)
+    obj = build(params, f"method '{name}'", f"check conf/method/{name}.yaml")
+    if name:
+        obj.name = name  # the yaml's name (e.g. direct_mnist: the Direct class with eq. 8's terms)
     start = number(start, "method.start")
     if start > 1:
         raise ConfigError(f"method.start is the fraction of starting points taken from real rows: use 0..1, got {start}")
-    method.start = start
-    return method
+    obj.start = start
+    return obj

@@ -74,3 +74,17 @@ def test_bench_times_the_tables_columns_built_from_their_variant_yaml():
     method, alpha, m = bench._mnist_variant("direct_mnist-decreasing")
     assert (method["name"], alpha.label, m) == ("direct_mnist", "0.5", 50)
     assert bench._mnist_variant("random-0")[1:] == (bench.AlphaSchedule("constant", 0.0), 100)
+
+
+def test_bench_times_the_benchmarks_columns_with_real_rows_and_splits_tsm_into_its_parts():
+    variants = bench._benchmark_variants()
+    assert {"tsm-1", "kd_gm-1", "direct_real-decreasing", "soft_target-decreasing"} <= set(variants)
+    assert not [v for v in variants if "-p0" in v]  # conf variants, not the records' real-row names
+    splits, d = bench.fake_splits("cpusmall", 2)
+    seeds = [1, 2]
+    teacher = bench.MLPStack.init(d, 50, 1, bench.rng.generators(seeds, "bench"))
+    phases = bench.phase_seconds(teacher, splits, seeds, "tsm-1", 2)
+    assert 0 < phases["of which GM"] < phases["method step"] < phases["whole epoch"]
+    assert phases["start_epoch"] >= 0
+    batched, alone = bench.compare_alone(teacher, splits, seeds, "kd-1", seconds=0.2, rounds=1)
+    assert batched > 0 and alone > 0
