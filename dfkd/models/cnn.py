@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dfkd.errors import ConfigError
+from dfkd.models.mlp import FeatureLayer, unknown_layer
 
 
 def _uniform(shape, fan_in: int, generator: torch.Generator) -> torch.Tensor:
@@ -209,9 +210,10 @@ class CNNStack(_FlatStack):
         stack.generators = generators
         return stack
 
-    def _run(self, params, x, train):
+    def _convs(self, params, x):
+        """The convolutional part: images ``(R, n, C, H, W)`` -> flattened maps ``(R, n, flat_width)``."""
         r, n = x.shape[:2]
-        it = iter(params)
+        it = iter(params[:6])
         h = _grouped(x)
         for i, act in enumerate((F.relu, F.softplus, F.softplus)):
             w, b = next(it), next(it)
@@ -219,14 +221,55 @@ class CNNStack(_FlatStack):
             h = act(h)
             if i >= 1:
                 h = F.max_pool2d(h, 2)
-        h = h.reshape(n, r, -1).transpose(0, 1)  # (R, n, 4f*s*s), each replica's maps flattened C-major
-        n_fc = len(self.hidden) + 1
-        for i in range(n_fc):
-            w, b = next(it), next(it)
-            h = F.softplus(torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2)))
+        return h.reshape(n, r, -1).transpose(0, 1)  # (R, n, 4f*s*s), each replica's maps flattened C-major
+
+    def _fc_pre(self, params, i: int, h):
+        """Pre-activations of fully connected layer ``fc{i + 1}`` for its inputs ``h (R, n, fan_in)``."""
+        w, b = params[6 + 2 * i], params[7 + 2 * i]
+        return torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+
+    def _run(self, params, x, train):
+        h = self._convs(params, x)
+        for i in range(len(self.hidden) + 1):
+            h = F.softplus(self._fc_pre(params, i, h))
             if train and i < len(self.dropout):
                 h = self._dropout(h, self.dropout[i])
         return h  # (R, n, 1)
+
+    @property
+    def feature_layers(self) -> tuple:
+        """The layers :meth:`feature_layer` opens up: the hidden fully connected ones, ``fc1`` (after the
+        convolutions) to ``fc{len(hidden)}`` (FC-500, FC-100 and FC-20 for the paper's network)."""
+        return tuple(f"fc{i + 1}" for i in range(len(self.hidden)))
+
+    def feature_layer(self, name: str) -> FeatureLayer:
+        """Hidden layer ``name`` (``fcK``, softplus), evaluated without dropout: its incoming weights and bias,
+        ``pre(x)`` (convolutions, then the fully connected layers up to its pre-activations) and ``head(a)``
+        (softplus, the remaining layers, the softplus output).
+
+        Raises:
+            ConfigError: an unknown name (the message lists the names there are).
+        """
+        if name not in self.feature_layers:
+            raise unknown_layer(name, self.feature_layers, "cnn")
+        k = self.feature_layers.index(name)
+        params = lambda: self.views(self.flat.detach())  # noqa: E731  (the weights as they are when called)
+
+        def pre(x: torch.Tensor) -> torch.Tensor:
+            p = params()
+            h = self._convs(p, x)
+            for i in range(k):
+                h = F.softplus(self._fc_pre(p, i, h))
+            return self._fc_pre(p, k, h)
+
+        def head(a: torch.Tensor) -> torch.Tensor:
+            p, h = params(), F.softplus(a)
+            for i in range(k + 1, len(self.hidden) + 1):
+                h = F.softplus(self._fc_pre(p, i, h))
+            return h.squeeze(-1)
+
+        w, b = self.views(self.flat.detach())[6 + 2 * k: 8 + 2 * k]
+        return FeatureLayer(name, w, b, pre, head, F.softplus)
 
     def flops_forward(self, n: int) -> float:
         """Multiply-add FLOPs of one forward pass over n images, per replica."""

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
+
+from dfkd.errors import ConfigError
 
 
 def tanh_(z: torch.Tensor) -> torch.Tensor:
@@ -115,6 +118,41 @@ def module_params(net: nn.Sequential) -> dict[str, torch.Tensor]:
         "w2": net[2].weight.detach().clone(),
         "b2": net[2].bias.detach().clone(),
     }
+
+
+@dataclass(frozen=True)
+class FeatureLayer:
+    """One hidden layer of a frozen stack, opened up for methods that model its features (``soft_target``).
+
+    The callables run on plain torch ops, so autograd differentiates them with respect to their inputs;
+    they read the stack's parameters as they are when called (the weights themselves never need gradients).
+
+    Attributes:
+        name: The layer's name (one of the stack's ``feature_layers``).
+        weight: Its incoming weights ``(R, h, fan_in)`` (``nn.Linear`` layout: one row per unit).
+        bias: Its bias ``(R, h)``.
+        pre: ``x (R, n, *input_shape) -> (R, n, h)``, the layer's pre-activations for inputs x.
+        head: ``a (R, n, h) -> (R, n)``, the network's scalar output given the layer's pre-activations a.
+        activation: The layer's elementwise activation phi (``torch.tanh``, ``F.softplus``).
+        forward, backward: An optional hand-written path, without autograd: ``forward(x) -> (out (R, n), cache)``
+            and ``backward(cache, g_out (R, n), g_act: float) -> (R, n, *input_shape)``, the gradient with
+            respect to x of ``sum(g_out * out) + g_act * sum(phi(a)^2)`` (``backward`` consumes the cache).
+            None where only the autograd path exists.
+    """
+
+    name: str
+    weight: torch.Tensor
+    bias: torch.Tensor
+    pre: Callable[[torch.Tensor], torch.Tensor]
+    head: Callable[[torch.Tensor], torch.Tensor]
+    activation: Callable[[torch.Tensor], torch.Tensor]
+    forward: Callable | None = None
+    backward: Callable | None = None
+
+
+def unknown_layer(name, names, arch: str) -> ConfigError:
+    """The one-line error for a layer name a stack does not have."""
+    return ConfigError(f"layer '{name}' is not a layer of the {arch} teacher: it has {', '.join(names)}")
 
 
 @dataclass
@@ -284,6 +322,42 @@ class MLPStack:
     def flops_forward(self, n: int) -> float:
         """Multiply-add FLOPs of one forward pass over n rows, per replica."""
         return 2.0 * n * (self.d_in * self.hidden + self.hidden * self.d_out)
+
+    #: The layers :meth:`feature_layer` opens up.
+    feature_layers = ("hidden",)
+
+    def feature_layer(self, name: str) -> FeatureLayer:
+        """The hidden layer (``name = "hidden"``): incoming weights ``w1[r].T``, bias ``b1``,
+        ``pre(x) = x @ w1 + b1`` and ``head(a) = tanh(a) @ w2 + b2`` (single-output stacks only).
+
+        Raises:
+            ConfigError: an unknown name (the message lists the names there are) or a stack with several outputs.
+        """
+        if name not in self.feature_layers:
+            raise unknown_layer(name, self.feature_layers, "mlp")
+        if self.d_out != 1:
+            raise ConfigError(f"the hidden layer's head needs a single-output network, this one has {self.d_out}")
+
+        def pre(x: torch.Tensor) -> torch.Tensor:
+            return torch.baddbmm(self.b1, x, self.w1)
+
+        def head(a: torch.Tensor) -> torch.Tensor:  # vecdot: measured faster than a 1-column bmm under autograd
+            return torch.linalg.vecdot(torch.tanh(a), self.w2.transpose(1, 2)) + self.b2[:, :, 0]
+
+        def forward(x: torch.Tensor):
+            with torch.no_grad():
+                a1 = tanh_(torch.baddbmm(self.b1, x, self.w1))
+                return _matvec(a1, self.w2).squeeze(-1).add_(self.b2[:, :, 0]), a1
+
+        def backward(a1: torch.Tensor, g_out: torch.Tensor, g_act: float) -> torch.Tensor:
+            # d/da = (g_out w2 + 2 g_act tanh(a)) (1 - tanh(a)^2), then d/dx = d/da w1^T: measured 2-3x faster
+            # than autograd on the same loss (R = 10, 250 rows, d = 12..26, h = 500)
+            with torch.no_grad():
+                g_a = torch.addcmul(a1 * (2.0 * g_act), g_out.unsqueeze(-1), self.w2.transpose(1, 2))
+                g_a.sub_(g_a * a1.mul_(a1))
+                return bmm(g_a, self.w1.transpose(1, 2))
+
+        return FeatureLayer(name, self.w1.transpose(1, 2), self.b1[:, 0], pre, head, torch.tanh, forward, backward)
 
 
 #: The kind of dataset input (``Dataset.inputs``) this architecture takes.
