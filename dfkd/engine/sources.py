@@ -1,6 +1,8 @@
 """Teacher sources: where a cell's teachers come from. Each yaml under ``conf/teacher/`` names one in ``_target_``.
 
-- :class:`TrainedMLP`: the paper's tabular teacher, one per seed (its own split), trained here and cached.
+- :class:`TrainedMLP`: the paper's tabular teacher, one per seed (its own split), trained here and cached;
+  with ``black_box: true`` (``conf/teacher/mlp500_box.yaml``) the same cached teachers handed to the cell
+  behind ``predict`` alone (:class:`~dfkd.models.blackbox.PredictOnlyTeacher`: no gradients, queries counted).
 - :class:`TrainedCNN`: the MNIST teacher, one network (seed ``seed``) shared by every run, trained here and cached.
 - :class:`BlackBox`: any regressor with ``fit``/``predict`` (eSol: scikit-learn's SVR), fitted per distinct
   split and known to the methods only through ``predict``.
@@ -18,7 +20,7 @@ from typing import Protocol, runtime_checkable
 from dfkd.core.progress import progress_bar, teacher_progress
 from dfkd.core.validate import typed_fields
 from dfkd.engine import cache
-from dfkd.errors import TeacherError
+from dfkd.errors import ConfigError, TeacherError
 from dfkd.records import config_hash, git_commit, now_utc
 
 # Bump when a change to the protocol's code changes numbers, so stale records and teachers are redone.
@@ -47,6 +49,9 @@ class TeacherSource(Protocol):
         """``(stack, infos)`` for ``seeds``: the teachers as one stack, and per replica a dict with at least
         ``val_rmse``, ``test_rmse`` and ``epochs``."""
 
+    # Optional (not part of the protocol, so sources without it still answer it): ``cell_extra() -> dict``,
+    # entries the cell's config hash takes besides the key (:func:`dfkd.cell.cell_hash`); absent = none.
+
 
 def _key(dataset, split, teacher: dict) -> str:
     return config_hash({"protocol": PROTOCOL_VERSION, "dataset": dataset.name, "data": dataset.fingerprint(),
@@ -55,20 +60,34 @@ def _key(dataset, split, teacher: dict) -> str:
 
 class TrainedMLP:
     """Linear(d, hidden) -> tanh -> Linear(hidden, 1) per seed, trained as SPEC section 1 says
-    (:func:`dfkd.engine.teacher.train_teachers`), all missing seeds in one stack, then cached."""
+    (:func:`dfkd.engine.teacher.train_teachers`), all missing seeds in one stack, then cached.
+
+    ``black_box=True``: the same teachers (the same key, so the same cache files) handed out behind
+    ``predict`` alone (:class:`~dfkd.models.blackbox.PredictOnlyTeacher`), for methods that need no
+    gradients (``method=de_tabular``); gradient methods refuse it, and its rows asked are counted.
+    """
 
     inputs = ("table",)
     differentiable = True
     train_hint = "run `make teachers`"
 
-    def __init__(self, name: str = "mlp500", **config):
+    def __init__(self, name: str = "mlp500", black_box: bool = False, **config):
         from dfkd.engine.teacher import TeacherConfig
 
+        if not isinstance(black_box, bool):
+            raise ConfigError(f"teacher.black_box must be true or false, got {black_box!r}")
         self.name = name
+        self.black_box = black_box
+        self.differentiable = not black_box
         self.config = TeacherConfig(**typed_fields(TeacherConfig, config, "teacher."))
 
     def key(self, dataset, split) -> str:
-        return _key(dataset, split, asdict(self.config))
+        return _key(dataset, split, asdict(self.config))  # black_box is not in it: the teachers are the same
+
+    def cell_extra(self) -> dict:
+        """What the teacher adds to a cell's config hash besides its key: the predict-only route, so its
+        records never pass for (or skip) those of the plain teacher; nothing otherwise, so hashes stay."""
+        return {"teacher_access": "predict"} if self.black_box else {}
 
     def get(self, dataset, seeds, splits, device, key, cache_dir, train_if_missing=True, progress=True, log=print):
         from dfkd.engine.teacher import train_teachers
@@ -98,7 +117,12 @@ class TrainedMLP:
                     meta = dict(expect(seed), **infos[r], created=now_utc(), git_commit=git_commit())
                     cache.save_teacher(paths[seed], stack.replica_params(r), meta)
         loaded = [cache.load_teacher(paths[s], expect(s), hint=self.train_hint) for s in seeds]
-        return MLPStack.from_params([p for p, _ in loaded], device=device), [m for _, m in loaded]
+        stack = MLPStack.from_params([p for p, _ in loaded], device=device)
+        if self.black_box:
+            from dfkd.models.blackbox import PredictOnlyTeacher
+
+            return PredictOnlyTeacher(stack), [m for _, m in loaded]
+        return stack, [m for _, m in loaded]
 
 
 class TrainedCNN:

@@ -9,6 +9,10 @@ remote service behind a ``predict`` method...), answers the teacher protocol of
 ``docs/engine-contract.md`` with ``differentiable = False``, and counts every
 row it is asked about, per replica, so runs can report what distillation cost
 in teacher queries.
+
+:class:`PredictOnlyTeacher` puts a network stack (the trained tabular MLP teachers,
+``conf/teacher/mlp500_box.yaml``) behind the same protocol: only ``predict``, no
+gradients, every row counted.
 """
 
 from __future__ import annotations
@@ -33,7 +37,39 @@ class BlackBoxConfig:
     params: dict = field(default_factory=dict)
 
 
-class BlackBoxTeacher:
+class _QueryCounter:
+    """Per-replica counts of the rows asked of a teacher, kept in checkpoints (``state_dict``).
+
+    Attributes:
+        queries: rows asked of each replica so far (a list of ints).
+    """
+
+    differentiable = False
+    replicas: int
+    queries: list
+
+    @property
+    def total_queries(self) -> int:
+        """Rows asked of all replicas together."""
+        return sum(self.queries)
+
+    def reset_queries(self) -> None:
+        """Start counting from zero."""
+        self.queries = [0] * self.replicas
+
+    def state_dict(self) -> dict:
+        """The query counts (the models themselves never change): what a checkpoint keeps of the teacher."""
+        return {"queries": list(self.queries)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue counting from a checkpoint's counts."""
+        queries = [int(q) for q in state["queries"]]
+        if len(queries) != self.replicas:
+            raise ValueError(f"expected query counts of {self.replicas} replicas, got {len(queries)}")
+        self.queries = queries
+
+
+class BlackBoxTeacher(_QueryCounter):
     """R teachers known only through ``predict``: replica r answers with ``models[r]``.
 
     Replicas may share one object (the protein split is the same for every
@@ -43,8 +79,6 @@ class BlackBoxTeacher:
     Attributes:
         queries: rows asked of each replica so far (a list of ints).
     """
-
-    differentiable = False
 
     def __init__(self, models: list, d_in: int, device="cpu"):
         if not models:
@@ -59,26 +93,6 @@ class BlackBoxTeacher:
         self.input_shape = (self.d_in,)
         self.device = torch.device(device)
         self.queries = [0] * self.replicas
-
-    @property
-    def total_queries(self) -> int:
-        """Rows asked of all replicas together."""
-        return sum(self.queries)
-
-    def reset_queries(self) -> None:
-        """Start counting from zero."""
-        self.queries = [0] * self.replicas
-
-    def state_dict(self) -> dict:
-        """The query counts (the fitted models never change): what a checkpoint keeps of the teacher."""
-        return {"queries": list(self.queries)}
-
-    def load_state_dict(self, state: dict) -> None:
-        """Continue counting from a checkpoint's counts."""
-        queries = [int(q) for q in state["queries"]]
-        if len(queries) != self.replicas:
-            raise ValueError(f"expected query counts of {self.replicas} replicas, got {len(queries)}")
-        self.queries = queries
 
     def _ask(self, model, X: np.ndarray) -> np.ndarray:
         y = np.asarray(model.predict(X), dtype=np.float64).reshape(-1)
@@ -122,6 +136,45 @@ class BlackBoxTeacher:
         """Not available: see :meth:`forward`."""
         raise ConfigError("the teacher is a black box (predict only, no gradients): choose method=de or "
                           "method=random")
+
+
+class PredictOnlyTeacher(_QueryCounter):
+    """A stack of network teachers used only through ``predict``: the black-box route for teachers we could
+    differentiate (``conf/teacher/mlp500_box.yaml``: the cached tabular MLPs, unchanged).
+
+    It answers ``predict(x)`` for all replicas and ``predict_replica(r, X)`` for one, counting every row
+    per replica, and has no ``forward``/``backward``: a gradient method bound to it fails in ``bind``.
+    The numbers are the stack's own (``predict_replica`` evaluates replica r through ``flat[r:r+1]``, as
+    :func:`dfkd.methods.de.replica_predict` does for a plain stack).
+
+    Attributes:
+        queries: rows asked of each replica so far (a list of ints).
+    """
+
+    def __init__(self, stack):
+        self._stack = stack
+        self.replicas = int(stack.replicas)
+        self.input_shape = tuple(int(s) for s in stack.input_shape)
+        self.d_in = int(np.prod(self.input_shape))
+        self.device = torch.device(stack.device)
+        self.queries = [0] * self.replicas
+
+    def predict(self, x: torch.Tensor, flat=None) -> torch.Tensor:
+        """Predictions ``(R, n)`` for inputs ``(R, n, *input_shape)``."""
+        if flat is not None:
+            raise ConfigError("a predict-only teacher has no parameters to substitute (flat must be None)")
+        if x.shape[0] != self.replicas:
+            raise ValueError(f"input has {x.shape[0]} replicas, the teacher {self.replicas}")
+        out = self._stack.predict(x.detach())
+        for r in range(self.replicas):
+            self.queries[r] += int(x.shape[1])
+        return out
+
+    def predict_replica(self, r: int, X: np.ndarray) -> np.ndarray:
+        """Replica r's predictions for rows ``X`` ``(n, d)`` (numpy in, float64 numpy out)."""
+        x = torch.as_tensor(np.asarray(X), dtype=torch.float32, device=self.device).reshape(1, -1, *self.input_shape)
+        self.queries[r] += int(x.shape[1])
+        return self._stack.predict(x, self._stack.flat[r:r + 1])[0].to("cpu", torch.float64).numpy()
 
 
 def build_regressor(target: str, params: dict | None = None):
