@@ -266,33 +266,22 @@ def time_loop(teacher, splits, seeds, variant, epochs):
     return epochs / (time.process_time() - t0)
 
 
-def compare(teacher, splits, seeds, variant, seconds: float, rounds: int = 3):
-    """(best batched ep/s, best loop ep/s) over ``rounds`` interleaved measurements of about
+def compare(teacher, splits, seeds, variant, seconds: float, rounds: int = 3, one=None):
+    """(best batched ep/s, best one-model ep/s) over ``rounds`` interleaved measurements of about
     ``seconds / rounds`` each: interleaving exposes both to the same load, and the best of a few
-    (as ``timeit`` reports) is the least disturbed by other processes on a shared machine."""
+    (as ``timeit`` reports) is the least disturbed by other processes on a shared machine. ``one`` is the
+    one-model timer: the reference loop (:func:`time_loop`, default) or the engine at R = 1 (:func:`time_alone`)."""
+    one = one or time_loop
     probe = time.process_time()
-    time_loop(teacher, splits, seeds, variant, 2)
+    one(teacher, splits, seeds, variant, 2)
     per_epoch = max((time.process_time() - probe) / 2, 1e-4)
-    loop_epochs = max(3, int(seconds / rounds / per_epoch))
-    loops, batched = [], []
+    one_epochs = max(3, int(seconds / rounds / per_epoch))
+    ones, batched = [], []
     for _ in range(rounds):
-        loops.append(time_loop(teacher, splits, seeds, variant, loop_epochs))
+        ones.append(one(teacher, splits, seeds, variant, one_epochs))
         batched.append(time_batched(teacher, splits, seeds, variant,
-                                    max(3, int(seconds / rounds * loops[-1] / len(seeds) * 4))))
-    return max(batched), max(loops)
-
-
-def compare_alone(teacher, splits, seeds, variant, seconds: float, rounds: int = 3):
-    """(best batched ep/s, best R = 1 ep/s), interleaved as :func:`compare` does."""
-    probe = time.process_time()
-    time_alone(teacher, splits, seeds, variant, 2)
-    per_epoch = max((time.process_time() - probe) / 2, 1e-4)
-    epochs = max(3, int(seconds / rounds / per_epoch))
-    alone, batched = [], []
-    for _ in range(rounds):
-        alone.append(time_alone(teacher, splits, seeds, variant, epochs))
-        batched.append(time_batched(teacher, splits, seeds, variant, max(3, int(seconds / rounds * alone[-1] / len(seeds) * 4))))
-    return max(batched), max(alone)
+                                    max(3, int(seconds / rounds * ones[-1] / len(seeds) * 4))))
+    return max(batched), max(ones)
 
 
 def print_phases(runs, seconds: float) -> None:
@@ -579,7 +568,7 @@ def main(argv=None) -> int:
         teacher = MLPStack.init(d, 500, 1, rng.generators(seeds, "bench"))
         for variant in variants:
             if not has_reference(_variant(variant)[0]["name"]):  # no reference loop: the engine at R = 1 instead
-                batched, alone = compare_alone(teacher, splits, seeds, variant, args.seconds)
+                batched, alone = compare(teacher, splits, seeds, variant, args.seconds, one=time_alone)
                 print(f"{dataset:10s} {variant:30s} {batched:13.1f} {alone:10.1f} {batched / alone:6.1f}x  "
                       f"(one model: the engine at R = 1)", flush=True)
                 new.append((dataset, teacher, splits, seeds, variant))

@@ -83,3 +83,15 @@ def tiny_settings(tmp: Path, mirror, overrides):
             f"results_dir={tmp / 'results'}", f"teacher_dir={tmp / 'teachers'}", f"data_dir={tmp / 'data'}",
             f"data_mirror={mirror}"])
     return settings_from_dict(OmegaConf.to_container(cfg, resolve=True))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one thread is faster, and far faster on a busy machine (no waits at OpenMP barriers).
+    Modules use it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -38,13 +38,7 @@ SEEDS = [1, 2, 3]
 EVERY_EPOCH = 1e-9  # checkpoint_every_s so small that every epoch boundary saves
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is faster, and far faster on a busy machine (no waits at OpenMP barriers)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny tensors run faster on one thread
 
 
 class Stop(Exception):

@@ -31,13 +31,7 @@ SEEDS = [1, 2, 3]
 FAST = dict(size=64, steps=5, chunk=0)  # a small transfer set: the engine tests need its mechanics, not its quality
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is faster, and far faster on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny tensors run faster on one thread
 
 
 def bound(method, teacher, seeds, context=None):
