@@ -13,7 +13,7 @@ from dfkd.report.benchmark import fraction_variant
 SOFT_TARGET = dict(variant="soft_target-decreasing", label="Soft targets (Wang 2021); decreasing α", color="#2ca02c",
                    dash="-")
 SOFT_TARGET_OUTPUT = dict(variant="soft_target_output-decreasing",
-                          label="Soft targets + output matching (Wang 2021); decreasing α", color="#98df8a", dash="-")
+                          label="Soft targets from the output distribution (ours, after Wang 2021); decreasing α", color="#98df8a", dash="-")
 DE_TABULAR = dict(variant="de_tabular-decreasing", label="Differential evolution, black-box MLP teacher; decreasing α",
                   color="#9467bd", dash="-")
 

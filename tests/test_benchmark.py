@@ -464,3 +464,33 @@ def test_make_targets_exist_and_are_listed():
     assert {"methods", "scarce"} <= set(phony)
     help_text = subprocess.run(["make", "help"], cwd=ROOT, capture_output=True, text=True, timeout=60).stdout
     assert re.search(r"make methods\s+\S", help_text) and re.search(r"make scarce\s+\S", help_text)
+
+
+# ----------------------------------------------------------------------- end to end
+
+@pytest.mark.data
+def test_tiny_cells_of_every_new_method_write_rows_of_both_tables(tmp_path, data_mirror):
+    """Real (tiny) cells of the new methods, trained and recorded by the cell, appear as rows of the two tables."""
+    from conftest import tiny_settings
+    from dfkd.cell import run_cell
+
+    tiny = ["dataset=cpusmall", "seeds=2", "epochs=3", "steps_per_epoch=2", "teacher.max_epochs=3", "progress=false"]
+    cells = [["variant=random-0"], ["variant=soft_target-decreasing", "method.size=50", "method.steps=3"],
+             ["variant=de_tabular-decreasing"], ["variant=tsm-1", "real_fraction=0.01"],
+             ["variant=kd-1", "real_fraction=0.01"], ["variant=direct_real-decreasing", "real_fraction=0.01"]]
+    for extra in cells:
+        assert run_cell(tiny_settings(tmp_path, data_mirror, tiny + extra), log=lambda *_: None)["status"] == "done"
+    df = load_records(tmp_path / "results" / "records")
+    assert len(df) == 2 * len(cells)
+    for name, labels in (("methods", ["Soft targets (Wang 2021)", "Differential evolution", "Random sampling"]),
+                         ("scarce", ["TSM (KD + PM + ABM + GM: all), p = 0.01", "KD (base, real rows), p = 0.01",
+                                     "Direct optimizer + real rows; decreasing α, p = 0.01"])):
+        md_path, csv_path, _ = write_benchmark(df, SPECS[name], tmp_path / "tables")
+        text = md_path.read_text(encoding="utf-8")
+        lines = text[text.index("## Student mlp50"):].splitlines()
+        for label in labels:
+            row = next(line for line in lines if line.startswith(f"| {label}"))
+            cpusmall = row.strip("| ").split(" | ")[1 + SPECS[name]["datasets"].index("cpusmall")]
+            assert "(2)" in cpusmall, (name, label, cpusmall)  # both seeds' numbers, not "not run"
+        csv = pd.read_csv(csv_path)
+        assert (csv["dataset"] == "cpusmall").any() and np.isfinite(csv["mean"].dropna()).all()

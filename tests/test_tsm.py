@@ -254,7 +254,8 @@ def test_no_real_rows_leaves_the_config_hash_of_a_committed_cell_unchanged(tmp_p
 @pytest.mark.data
 def test_a_tiny_scarce_cell_writes_records_named_by_its_real_rows(tmp_path, data_mirror):
     settings = tiny_settings(tmp_path, data_mirror, ["dataset=cpusmall", "variant=tsm-1", "real_fraction=0.01",
-                                                     "seeds=2", "epochs=3", "steps_per_epoch=2", "progress=false"])
+                                                     "seeds=2", "epochs=3", "steps_per_epoch=2", "teacher.max_epochs=3",
+                                                     "progress=false"])
     assert settings.real_count == 50
     out = run_cell(settings, log=lambda *_: None)
     assert out["status"] == "done" and len(out["records"]) == 2
@@ -263,13 +264,14 @@ def test_a_tiny_scarce_cell_writes_records_named_by_its_real_rows(tmp_path, data
     assert (rec["variant"], rec["real_fraction"], rec["real_rows"], rec["status"]) == ("tsm-1-p0.01", 0.01, 50, "ok")
     assert math.isfinite(rec["test_rmse"])
     rows = tiny_settings(tmp_path, data_mirror, ["dataset=cpusmall", "variant=direct_real-decreasing",
-                                                 "real_rows=20", "seeds=1", "epochs=2", "progress=false"])
+                                                 "real_rows=20", "seeds=1", "epochs=2", "teacher.max_epochs=3",
+                                                 "progress=false"])
     assert rows.variant == "direct_real-decreasing-n20" and build_method(rows).start == 1.0
 
 
 @pytest.mark.data
 def test_a_scarce_method_without_real_rows_fails_in_one_line(tmp_path, data_mirror):
     settings = tiny_settings(tmp_path, data_mirror, ["dataset=cpusmall", "variant=kd-1", "seeds=1", "epochs=2",
-                                                     "progress=false"])
+                                                     "teacher.max_epochs=3", "progress=false"])
     with pytest.raises(ConfigError, match="set real_fraction"):
         run_cell(settings, log=lambda *_: None)
