@@ -208,12 +208,15 @@ def phase_seconds(teacher, splits, seeds, variant, epochs: int) -> dict:
     method, alpha = _variant(variant)
     meth = _build(method)
     times = {"start_epoch": 0.0, "method step": 0.0}
+    calls = []  # each start_epoch call's seconds: a transfer-set build is one long call
 
     def timed(name, fn):
         def wrapper(*args, **kw):
             t0 = time.process_time()
             out = fn(*args, **kw)
             times[name] += time.process_time() - t0
+            if name == "start_epoch":
+                calls.append(time.process_time() - t0)
             return out
         return wrapper
 
@@ -230,7 +233,12 @@ def phase_seconds(teacher, splits, seeds, variant, epochs: int) -> dict:
             meth.student_gradient(alpha.default_batch_size(), 1.0)
         times["of which GM"], meth.gm = total - times["method step"], gm
         times["method step"] = total
-    return {k: v / epochs for k, v in times.items()}
+    out = {k: v / epochs for k, v in times.items()}
+    every = getattr(meth, "refresh_every", None)
+    if every and calls:  # the protocol's cost per epoch: one build per `every` epochs, the rest as measured
+        out["build"] = max(calls)
+        out["protocol epoch"] = out["whole epoch"] - out["start_epoch"] + max(calls) / every
+    return out
 
 
 def time_synthetic(teacher, splits, seeds, variant, epochs):
@@ -288,18 +296,20 @@ def print_phases(runs, seconds: float) -> None:
     """Where the methods without a reference loop spend an epoch (CPU ms, all replicas of the stack)."""
     print()
     header = (f"{'dataset':10s} {'variant':30s} {'epoch ms':>9s} {'start_epoch':>12s} {'method step':>12s} "
-              f"{'of which GM':>12s}")
-    print("where an epoch goes (CPU ms per epoch of the batched stack; 'method step': sample() or, for TSM, its whole"
-          " loss term)")
+              f"{'of which GM':>12s} {'one build':>10s} {'protocol ep':>12s}")
+    print("where an epoch goes (CPU ms per epoch of the batched stack over the measured epochs; 'method step': "
+          "sample() or, for TSM, its whole loss term;\n'one build': a soft-target transfer set; 'protocol ep': an "
+          "epoch with one build per refresh_every epochs, as a 2000-epoch cell has them)")
     print(header)
     print("-" * len(header))
     for dataset, teacher, splits, seeds, variant in runs:
         probe = phase_seconds(teacher, splits, seeds, variant, 2)
         epochs = max(3, int(seconds / max(probe["whole epoch"], 1e-4)))
         ph = phase_seconds(teacher, splits, seeds, variant, epochs)
-        gm = f"{1e3 * ph['of which GM']:12.1f}" if "of which GM" in ph else f"{'-':>12s}"
+        opt = lambda key, width: f"{1e3 * ph[key]:{width}.1f}" if key in ph else f"{'-':>{width}s}"  # noqa: E731
         print(f"{dataset:10s} {variant:30s} {1e3 * ph['whole epoch']:9.1f} {1e3 * ph['start_epoch']:12.1f} "
-              f"{1e3 * ph['method step']:12.1f} {gm}", flush=True)
+              f"{1e3 * ph['method step']:12.1f} {opt('of which GM', 12)} {opt('build', 10)} "
+              f"{opt('protocol epoch', 12)}", flush=True)
 
 
 def bookkeeping_overhead(records_root: Path, data_dir: Path = Path("data")):

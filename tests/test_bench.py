@@ -88,3 +88,14 @@ def test_bench_times_the_benchmarks_columns_with_real_rows_and_splits_tsm_into_i
     assert phases["start_epoch"] >= 0
     batched, alone = bench.compare(teacher, splits, seeds, "kd-1", seconds=0.2, rounds=1, one=bench.time_alone)
     assert batched > 0 and alone > 0
+
+
+def test_bench_spreads_a_soft_target_build_over_its_refresh_period():
+    splits, d = bench.fake_splits("cpusmall", 2)
+    seeds = [1, 2]
+    teacher = bench.MLPStack.init(d, 50, 1, bench.rng.generators(seeds, "bench"))
+    ph = bench.phase_seconds(teacher, splits, seeds, "soft_target-decreasing", 3)
+    every = bench._build(bench._variant("soft_target-decreasing")[0]).refresh_every
+    assert ph["build"] > 0 and every > 1
+    want = ph["whole epoch"] - ph["start_epoch"] + ph["build"] / every
+    assert ph["protocol epoch"] == pytest.approx(want) and ph["protocol epoch"] < ph["whole epoch"]
