@@ -229,6 +229,16 @@ def test_bad_tsm_settings_are_one_line(params, message):
     assert "\n" not in str(err.value)
 
 
+def test_start_on_a_method_without_base_points_is_one_line():
+    from dfkd.methods.generator import Generator
+
+    teacher, student = stacks()
+    method = _started(Generator(hidden=8), 0.5)
+    method.set_real(real_rows())
+    with pytest.raises(ConfigError, match="does not start from base points.*remove method.start"):
+        method.bind(teacher, student, SEEDS, context=Context((D,)))
+
+
 def test_methods_that_need_real_rows_say_how_to_get_them():
     teacher, student = stacks()
     with pytest.raises(ConfigError, match="set real_fraction"):

@@ -40,6 +40,7 @@ class Generator(Method):
     """
 
     name = "generator"
+    draws_base = False  # its rows come from its latent noise, not from base points: `start` cannot apply
     needs_gradients = True
 
     def __init__(self, latent: int = 50, hidden: int = 500, lr: float = 1e-3, weight_decay: float = 1e-5,
