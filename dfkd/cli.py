@@ -36,8 +36,8 @@ def options(group: str) -> list[str]:
 
 
 def groups() -> list[str]:
-    """Our config groups (not Hydra's own)."""
-    return sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra")
+    """Our config groups (not Hydra's own, nor ``own/``: the primary config folder of ``python -m dfkd.own``)."""
+    return sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name not in ("hydra", "own"))
 
 
 def check_overrides(argv: list[str]) -> None:
