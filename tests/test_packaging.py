@@ -33,6 +33,7 @@ SCRIPTS = {
     "dfkd-data": "dfkd.data.__main__:main",
     "dfkd-status": "dfkd.status:main",
     "dfkd-bench": "dfkd.bench:main",
+    "dfkd-own": "dfkd.own:cli",
 }
 TINY = ["dataset=cpusmall", "method=random", "alpha=zero", "seeds=1", "epochs=4", "steps_per_epoch=2",
         "teacher.max_epochs=3", "progress=false"]
