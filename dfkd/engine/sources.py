@@ -13,7 +13,7 @@ teacher is one class and one yaml.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import MISSING, asdict
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -51,6 +51,20 @@ class TeacherSource(Protocol):
 
     # Optional (not part of the protocol, so sources without it still answer it): ``cell_extra() -> dict``,
     # entries the cell's config hash takes besides the key (:func:`dfkd.cell.cell_hash`); absent = none.
+
+
+def _late_dropped(config) -> dict:
+    """A config dataclass as a dict for the key, without the fields added after protocol 1 (``LATE_FIELDS``) that
+    sit at their default, so that the teachers cached (and the records made) before those fields existed keep
+    their keys (the same rule as :func:`dfkd.cell._hashed_fields` for students)."""
+    out = asdict(config)
+    fields = type(config).__dataclass_fields__
+    for name in getattr(config, "LATE_FIELDS", ()):
+        f = fields[name]
+        default = f.default if f.default_factory is MISSING else f.default_factory()
+        if name in out and out[name] == default:
+            del out[name]
+    return out
 
 
 def _key(dataset, split, teacher: dict) -> str:
@@ -128,16 +142,32 @@ class TrainedMLP:
 class TrainedCNN:
     """The one image teacher (seed ``seed``) every run shares (the paper reports a single teacher MAE,
     0.157, with no spread), trained by :func:`dfkd.engine.supervised.train_supervised`, cached, and
-    replicated over the students' stack."""
+    replicated over the students' stack.
+
+    ``label_dropout=True`` hands the same cached network (the same key) to the cell with its dropout on in
+    every pass (:class:`~dfkd.models.cnn.LabelDropoutCNN`): labels of synthetic images and direct
+    optimization's gradients then see dropout, each student replica with its own mask stream. It enters the
+    cell's config hash (:meth:`cell_extra`) only when on, so existing hashes stay. Its mask streams are not
+    part of a mid-run checkpoint: a resumed stack draws masks from where a fresh start would, so its numbers
+    are not bit-identical to an uninterrupted run's (the default teacher's are).
+    """
 
     inputs = ("image",)
     differentiable = True
 
-    def __init__(self, name: str = "cnn10", arch: str = "cnn", params: dict | None = None, **config):
+    def __init__(self, name: str = "cnn10", arch: str = "cnn", params: dict | None = None,
+                 label_dropout: bool = False, **config):
         from dfkd.engine.supervised import CNNTeacherConfig
+        from dfkd.models.cnn import padding_value
 
+        if not isinstance(label_dropout, bool):
+            raise ConfigError(f"teacher.label_dropout must be true or false, got {label_dropout!r}")
         self.name = name
-        fields = dict(config, arch=str(arch), arch_params=dict(params or {"filters": 10}))
+        self.label_dropout = label_dropout
+        arch_params = dict(params or {"filters": 10})
+        if "padding" in arch_params:  # "valid"/"same" -> 0/1, so a yaml saying valid keeps the key of padding: 0
+            arch_params["padding"] = padding_value(arch_params["padding"])
+        fields = dict(config, arch=str(arch), arch_params=arch_params)
         self.config = CNNTeacherConfig(**typed_fields(CNNTeacherConfig, fields, "teacher."))
 
     @property
@@ -145,7 +175,11 @@ class TrainedCNN:
         return f"run `python -m dfkd.teachers dataset=<the dataset> teacher={self.name} student=cnn5`"
 
     def key(self, dataset, split) -> str:
-        return _key(dataset, split, asdict(self.config))
+        return _key(dataset, split, _late_dropped(self.config))
+
+    def cell_extra(self) -> dict:
+        """Dropout at labelling changes the students (not the teacher): in the cell's hash when on, else nothing."""
+        return {"teacher_label_dropout": True} if self.label_dropout else {}
 
     def get(self, dataset, seeds, splits, device, key, cache_dir, train_if_missing=True, progress=True, log=print):
         from dfkd.engine.supervised import train_supervised
@@ -177,6 +211,14 @@ class TrainedCNN:
                 meta = dict(expect, **infos[0], created=now_utc(), git_commit=git_commit())
                 cache.save_teacher(path, stack.replica_params(0), meta)
         params, meta = cache.load_teacher(path, expect, mlp_shape=False, hint=hint)
+        if self.label_dropout:
+            from dfkd.core import rng
+            from dfkd.models.cnn import LabelDropoutCNN
+
+            stack = LabelDropoutCNN.from_params([params] * len(seeds), device=device, input_shape=shape,
+                                                generators=rng.generators(seeds, "teacher_label_dropout"),
+                                                **cfg.arch_params)
+            return stack, [meta] * len(seeds)
         stack = CNNStack.from_params([params] * len(seeds), device=device, input_shape=shape, **cfg.arch_params)
         return stack, [meta] * len(seeds)
 

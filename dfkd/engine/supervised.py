@@ -21,12 +21,28 @@ from dfkd.core import rng
 from dfkd.core.losses import check_loss, loss_terms
 from dfkd.engine.distill import predict_rows
 from dfkd.core.optim import RMSpropStack
+from dfkd.errors import ConfigError
 from dfkd.models import build_stack
+
+
+#: Weight initialisations of the image teacher: PyTorch's default (U(+-1/sqrt(fan_in)) for weights and biases)
+#: or Keras' default (Glorot-uniform weights, zero biases).
+INITS = ("torch", "glorot")
+#: Which copy of the teacher is kept: the one of lowest validation MSE, or the last epoch's.
+SELECTIONS = ("best", "last")
 
 
 @dataclass(frozen=True)
 class CNNTeacherConfig:
-    """Everything that determines an image teacher besides its data."""
+    """Everything that determines an image teacher besides its data.
+
+    Fields added for the teacher study (issue 15; ``LATE_FIELDS``) leave the teacher's cache key, and so every
+    cell's config hash, as they were while they sit at their defaults: ``init`` (``torch`` | ``glorot``),
+    ``carve_out`` (true: train on the images outside the validation set; false: on all of them, validation set
+    included, which then needs ``select: last``) and ``select`` (``best`` validation MSE | ``last`` epoch).
+    """
+
+    LATE_FIELDS = ("init", "carve_out", "select")
 
     arch: str = "cnn"
     arch_params: dict = field(default_factory=lambda: {"filters": 10})
@@ -37,9 +53,21 @@ class CNNTeacherConfig:
     loss: str = "logcosh"
     seed: int = field(default=0, metadata={"min": 0})  # the one teacher every run shares
     eval_chunk: int = field(default=200, metadata={"min": 0})
+    init: str = "torch"
+    carve_out: bool = True
+    select: str = "best"
 
     def __post_init__(self):
         check_loss(self.loss, "teacher loss")
+        if self.init not in INITS:
+            raise ConfigError(f"unknown teacher.init {self.init!r}: use one of {', '.join(INITS)}")
+        if self.select not in SELECTIONS:
+            raise ConfigError(f"unknown teacher.select {self.select!r}: use one of {', '.join(SELECTIONS)}")
+        if not isinstance(self.carve_out, bool):
+            raise ConfigError(f"teacher.carve_out must be true or false, got {self.carve_out!r}")
+        if not self.carve_out and self.select == "best":
+            raise ConfigError("teacher.carve_out=false trains on the validation images too, so they cannot pick "
+                              "the best copy: set teacher.select=last as well")
 
 
 def train_supervised(split, seeds: list[int], cfg: CNNTeacherConfig, input_shape, device="cpu", progress=None):
@@ -59,9 +87,16 @@ def train_supervised(split, seeds: list[int], cfg: CNNTeacherConfig, input_shape
     n_rep = len(seeds)
     xtr = torch.as_tensor(split.X_train).to(device)
     ytr = torch.as_tensor(split.y_train).to(device)
+    if not cfg.carve_out:  # no held-out validation set: the teacher trains on those images too
+        xtr = torch.cat([xtr, torch.as_tensor(split.X_val).to(device)])
+        ytr = torch.cat([ytr, torch.as_tensor(split.y_val).to(device)])
     xval = torch.as_tensor(split.X_val).to(device).unsqueeze(0).expand((n_rep,) + tuple(split.X_val.shape))
     yval = torch.as_tensor(split.y_val).to(device)
     net = build_stack(cfg.arch, input_shape, rng.generators(seeds, "teacher_init"), device, **cfg.arch_params)
+    if cfg.init == "glorot":
+        from dfkd.models.cnn import glorot_params
+
+        net.load([glorot_params(net, g) for g in rng.generators(seeds, "teacher_init_glorot")])
     opt = RMSpropStack(net.flat, cfg.lr, cfg.weight_decay)
     shuffles = rng.generators(seeds, "teacher_shuffle")
     train_kw = {"train": True} if getattr(net, "has_dropout", False) else {}
@@ -79,7 +114,7 @@ def train_supervised(split, seeds: list[int], cfg: CNNTeacherConfig, input_shape
             opt.step(net.backward(cache, slope * (factor / yb.shape[1]))[0])
         err = predict_rows(net, xval, chunk=cfg.eval_chunk) - yval
         val = (err * err).mean(1)
-        improved = val < best
+        improved = val < best if cfg.select == "best" else torch.ones_like(val, dtype=torch.bool)
         for r in range(n_rep):
             if bool(improved[r]):
                 best_epoch[r] = epoch

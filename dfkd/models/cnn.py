@@ -38,6 +38,38 @@ from dfkd.errors import ConfigError
 from dfkd.models.mlp import FeatureLayer, unknown_layer
 
 
+#: Padding names the configs may use ("valid" = 0, "same" = 1 for the 3x3 convolutions), besides 0 and 1.
+PADDINGS = {"valid": 0, "same": 1}
+
+
+def padding_value(padding) -> int:
+    """The convolution padding as the number of pixels (0 or 1) from ``0``/``1``/``"valid"``/``"same"``.
+
+    Raises:
+        ConfigError: any other value (one line naming the choices).
+    """
+    if isinstance(padding, str) and padding.strip().lower() in PADDINGS:
+        return PADDINGS[padding.strip().lower()]
+    if not isinstance(padding, bool) and isinstance(padding, int) and padding in (0, 1):
+        return int(padding)
+    raise ConfigError(f"unknown CNN padding {padding!r}: use valid (or 0: no padding, the default) or same "
+                      f"(or 1: the 3x3 maps keep their size), e.g. teacher.params.padding=same")
+
+
+def glorot_params(stack, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """One replica's parameters drawn as Keras initialises them by default: weights Glorot-uniform,
+    U(-sqrt(6 / (fan_in + fan_out)), +sqrt(...)), with fan_out = outputs x kernel area, and zero biases."""
+    out = {}
+    for name, shape, fan_in in stack.layers:
+        if name.endswith(".bias"):
+            out[name] = torch.zeros(shape)
+            continue
+        fan_out = shape[0] * (math.prod(shape[2:]) if len(shape) > 2 else 1)
+        bound = math.sqrt(6.0 / (fan_in + fan_out))
+        out[name] = torch.rand(shape, generator=generator) * (2 * bound) - bound
+    return out
+
+
 def _uniform(shape, fan_in: int, generator: torch.Generator) -> torch.Tensor:
     """PyTorch's default init of conv and linear layers: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias."""
     bound = 1.0 / math.sqrt(fan_in)
@@ -160,7 +192,7 @@ class CNNStack(_FlatStack):
         input_shape: ``(C, H, W)``, ``(1, 28, 28)`` for MNIST.
         hidden: widths of the fully connected layers before the output (500, 100, 20).
         dropout: dropout after each of those layers (0.5, 0.25, 0).
-        padding: convolution padding (0 = "valid", our choice; 1 = "same").
+        padding: convolution padding (0 or "valid", our choice; 1 or "same").
     """
 
     has_dropout = True
@@ -168,7 +200,7 @@ class CNNStack(_FlatStack):
     def __init__(self, filters: int, replicas: int, input_shape=(1, 28, 28), hidden=(500, 100, 20),
                  dropout=(0.5, 0.25, 0.0), padding: int = 0, device="cpu", flat=None):
         c, h, w = (int(s) for s in input_shape)
-        f, self.padding = int(filters), int(padding)
+        f, self.padding = int(filters), padding_value(padding)
         if f <= 0 or len(dropout) != len(hidden):
             raise ConfigError(f"CNN needs filters > 0 and one dropout rate per hidden layer, got filters={filters}, "
                               f"hidden={list(hidden)}, dropout={list(dropout)}")
@@ -284,10 +316,19 @@ class CNNStack(_FlatStack):
         return 2.0 * n * (conv + fc)
 
 
+class LabelDropoutCNN(CNNStack):
+    """A CNN teacher that keeps its dropout on in every forward pass: when it labels synthetic images and when
+    direct optimization differentiates through it (``teacher.label_dropout: true``, the teacher study's reading
+    of a teacher called in training mode). Masks come from ``generators`` (one per replica, its own stream)."""
+
+    def forward(self, x, flat=None, keep=False, train=True):
+        return super().forward(x, flat, keep=keep, train=True)
+
+
 def cnn_module(params: dict[str, torch.Tensor], filters: int, input_shape=(1, 28, 28), hidden=(500, 100, 20),
                dropout=(0.5, 0.25, 0.0), padding: int = 0) -> nn.Module:
     """The same network as one plain ``nn.Module`` holding copies of ``params`` (the reference for tests)."""
-    f, c = int(filters), int(input_shape[0])
+    f, c, padding = int(filters), int(input_shape[0]), padding_value(padding)
     probe = CNNStack(f, 1, input_shape, hidden, dropout, padding)
     layers = [nn.Conv2d(c, f, 3, padding=padding), nn.ReLU(), nn.Conv2d(f, 2 * f, 3, padding=padding), nn.Softplus(),
               nn.MaxPool2d(2), nn.Conv2d(2 * f, 4 * f, 3, padding=padding), nn.Softplus(), nn.MaxPool2d(2),
