@@ -19,7 +19,7 @@ MNIST_CPU_HOURS := 10.6
 ESOL_CPU_HOURS := 4
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup data teachers table3 table4 table5 table5-cpu table6 methods scarce fig5 fig6 fig7 fig8 fig9 fig10 figures tables quick reproduce bench status test test-all clean-quick
+.PHONY: help setup data teachers table3 table4 table5 table5-cpu mnist-teachers table5-matched table6 methods scarce fig5 fig6 fig7 fig8 fig9 fig10 figures tables quick reproduce bench status test test-all clean-quick
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -67,6 +67,19 @@ table5-cpu: data ## Table 5 on a CPU-sized budget (preset table5_cpu; labelled, 
 	$(PY) -m dfkd.distill -m experiment=table5_cpu
 	$(PY) -m dfkd.report --records results/table5_cpu/records --out results/table5_cpu/tables --tables table5
 	$(PY) -m dfkd.report --records results/table5_cpu/records --figures fig9,fig10 --figures-out results/table5_cpu/figures
+
+mnist-teachers: data ## MNIST teacher study (issue 15): 13 teacher variants (~2.5 CPU hours, cached; resumes), table results/tables/mnist_teachers.md
+	@echo "mnist-teachers: about 8 CPU minutes per 15 teacher epochs, about 2.5 CPU hours for all variants; cached teachers are reused."
+	$(PY) -m dfkd.teacher_study
+
+# The teacher the study chose (its table's "chosen" row): TEACHER=<conf/teacher yaml>, LABEL_DROPOUT=true when that row says on.
+TEACHER ?=
+LABEL_DROPOUT ?= false
+table5-matched: data ## Table 5 again with the study's chosen teacher (TEACHER=..., ~6 h on 2 cores), then both runs beside the paper
+	@test -n "$(TEACHER)" || { echo "error: set TEACHER=<the chosen variant of results/tables/mnist_teachers.md>, e.g. make table5-matched TEACHER=cnn10_same"; exit 2; }
+	$(PY) -m dfkd.distill -m experiment=table5_matched teacher=$(TEACHER) teacher.label_dropout=$(LABEL_DROPOUT)
+	$(PY) -m dfkd.report --records results/table5_matched/records --out results/table5_matched/tables --tables table5
+	$(PY) -m dfkd.report.matched --today results/reference/tables/table5.csv --matched results/table5_matched/tables/table5.csv --out results/tables/table5_matched.md
 
 table6: data ## Paper Table 6 (eSol, black-box SVR teacher; DE vs random, 5 runs; ~4 CPU hours): train, then tabulate
 	$(PY) -m dfkd.distill -m experiment=table6

@@ -29,6 +29,8 @@ SCRIPTS = {
     "dfkd-distill": "dfkd.distill:cli",
     "dfkd-teachers": "dfkd.teachers:cli",
     "dfkd-study": "dfkd.study:cli",
+    "dfkd-teacher-study": "dfkd.teacher_study:cli",
+    "dfkd-table5-matched": "dfkd.report.matched:main",
     "dfkd-report": "dfkd.report.__main__:main",
     "dfkd-data": "dfkd.data.__main__:main",
     "dfkd-status": "dfkd.status:main",
