@@ -367,6 +367,12 @@ class DistilledRegressor(RegressorMixin, BaseEstimator):
                 from None
         if p.cfg.hidden < 1 or p.cfg.epochs < 0 or p.cfg.steps_per_epoch < 1:
             raise InputError("student_hidden and steps_per_epoch must be >= 1 and epochs >= 0")
+        try:  # a dry bind, so that what the method refuses (its settings, the box) fails here, before any writing
+            p.method.set_real(p.real)
+            p.method.bind(p.engine_teacher, p.cfg.build((d,), rng.generators([p.seed], "student_init"), p.device),
+                          [p.seed], p.device, p.context)
+        except DfkdError as exc:
+            raise InputError(str(exc)) from None
         return p
 
     def _device(self) -> str:
