@@ -145,6 +145,8 @@ def test_ks_comparison_on_fabricated_labels():
     ref = g.normal(4.2, 0.3, 50)
     alike, shifted = compare(g.normal(4.2, 0.3, 1000), ref), compare(g.normal(7.7, 0.5, 1000), ref)
     assert alike["p"] > 0.05 and shifted["p"] < 1e-20 and shifted["ks"] > 0.99
+    exact = compare([0.0, 1.02, 2.5], [10.0, 11.0])
+    assert exact["near_int"] == pytest.approx(2 / 3)
     exact = compare([0.0, 1.0, 2.0], [10.0, 11.0])
     assert exact["ks"] == 1.0 and (exact["mean"], exact["min"], exact["max"], exact["n"]) == (1.0, 0.0, 2.0, 3)
     with pytest.raises(ValueError):
@@ -192,7 +194,7 @@ def test_tiny_study_writes_its_table_and_resumes(tmp_path, data_mirror):
     assert set(frame["variant"]) == {"cnn10", "cnn10_same"} and set(frame["label_dropout"]) == {False, True}
     assert frame[frame["variant"] == "cnn10_same"]["changes"].iloc[0] == "params.padding=same"
     for col in ("test_mae", "test_rmse", "rmse_over_mae", "random_mean", "random_ks", "random_p", "direct_p",
-                "random_var_mean"):
+                "random_var_mean", "random_near_int", "direct_near_int"):
         assert frame[col].notna().all(), col
     text = md.read_text()
     assert "| cnn10_same | off | params.padding=same |" in text and "(chosen)" in text
