@@ -58,6 +58,25 @@ def check_overrides(argv: list[str]) -> None:
         for choice in value.split(","):
             if choice not in valid and choice != "null":
                 raise ConfigError(f"unknown {key} '{choice}': choose one of {', '.join(valid)} (conf/{key}/)")
+    check_required_choices(argv)
+
+
+_REQUIRED = re.compile(r"^\s*-\s*override\s+/(\w+)\s*:\s*\?\?\?\s*$", re.M)
+
+
+def check_required_choices(argv: list[str]) -> None:
+    """A preset whose defaults say ``override /<group>: ???`` (e.g. table5_matched's teacher) needs that group on
+    the command line: say so in one line instead of Hydra's list of options."""
+    given = {a.partition("=")[0].lstrip("+~").split("@")[0]: a.partition("=")[2] for a in argv
+             if not a.startswith("-") and "=" in a}
+    for preset in given.get("experiment", "").split(","):
+        path = CONF_DIR / "experiment" / f"{preset}.yaml"
+        if not preset or not path.is_file():
+            continue
+        for group in _REQUIRED.findall(path.read_text()):
+            if not given.get(group):
+                raise ConfigError(f"experiment={preset} needs {group}=<option>: choose one of "
+                                  f"{', '.join(options(group))} (conf/{group}/; see conf/experiment/{preset}.yaml)")
 
 
 def report(exc: DfkdError) -> None:

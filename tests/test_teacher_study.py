@@ -279,3 +279,13 @@ def test_pair_readings_bounds_on_fabricated_labels():
     assert r["pairs"]["Random sampling"]["two_point_error"] == pytest.approx(2.872 ** 2 / 1.554)
     assert r["per_batch"][50]["mae"] == pytest.approx(np.abs(y.mean() - y).mean())
     assert "| Random sampling | 1.554 | 2.872 | 1.85 | no |" in render_pairs(r)
+
+
+def test_table5_matched_without_a_teacher_is_one_line():
+    from dfkd.cli import check_required_choices
+
+    with pytest.raises(ConfigError, match="experiment=table5_matched needs teacher=<option>") as exc:
+        check_required_choices(["-m", "experiment=table5_matched"])
+    assert "\n" not in str(exc.value) and "cnn10_same" in str(exc.value)
+    check_required_choices(["-m", "experiment=table5_matched", "teacher=cnn10_same"])
+    check_required_choices(["-m", "experiment=table5"])
