@@ -542,13 +542,9 @@ class DistilledRegressor(RegressorMixin, BaseEstimator):
         check_is_fitted(self, "student_")
         if format not in EXPORT_FORMATS:
             raise InputError(f"format must be 'onnx' or 'torchscript', got {format!r}")
-        if format == "onnx":
-            try:
-                import onnx  # noqa: F401
-                import onnxruntime  # noqa: F401
-            except ImportError:
-                raise InputError("format='onnx' needs onnx and onnxruntime: pip install 'dfkd[onnx]' (or use "
-                                 "format='torchscript')") from None
+        if format == "onnx" and not has_onnx():
+            raise InputError("format='onnx' needs onnx and onnxruntime: pip install 'dfkd[onnx]' (or use "
+                             "format='torchscript')")
         path = Path(path)
         check_export_path(path)
         meta = self.metadata(fidelity)
@@ -589,6 +585,16 @@ def _dfkd_version() -> str:
         return version("dfkd")
     except PackageNotFoundError:
         return "unknown"
+
+
+def has_onnx() -> bool:
+    """Whether the optional onnx and onnxruntime packages (``pip install 'dfkd[onnx]'``) can be imported."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def check_export_path(path: Path) -> None:

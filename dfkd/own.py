@@ -69,7 +69,7 @@ def _check_out(out: Path) -> None:
 def run_own(cfg: dict, log=print) -> dict:
     """Run the command on a resolved config dict; returns ``{"out", "fidelity", "export", "resumed"}``."""
     from dfkd.engine.checkpoint import Checkpoint
-    from dfkd.estimator import EXPORT_FORMATS, DistilledRegressor, InputError, check_export_path
+    from dfkd.estimator import EXPORT_FORMATS, DistilledRegressor, InputError, check_export_path, has_onnx
 
     if cfg.get("teacher") in (None, "", "???"):
         raise ConfigError("no teacher: add teacher=path/to/model.pt (or .joblib)")
@@ -79,13 +79,8 @@ def run_own(cfg: dict, log=print) -> dict:
     fmt = cfg.get("export")
     if fmt not in (None, *EXPORT_FORMATS):
         raise ConfigError(f"export must be onnx, torchscript or null, got {fmt!r}")
-    if fmt == "onnx":
-        try:
-            import onnx  # noqa: F401
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            raise ConfigError("export=onnx needs onnx and onnxruntime: pip install 'dfkd[onnx]' "
-                              "(or export=torchscript)") from None
+    if fmt == "onnx" and not has_onnx():
+        raise ConfigError("export=onnx needs onnx and onnxruntime: pip install 'dfkd[onnx]' (or export=torchscript)")
     _check_out(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"out={out} is a file: choose a folder")
