@@ -122,7 +122,7 @@ quick: data ## Every artefact on a reduced budget (3 seeds, 100 epochs; MNIST: 3
 	@echo "quick: finished in $$(( $$(date +%s) - $$(cat results/.quick-start) )) s (tables in results/quick/tables, figures in results/quick/figures)"
 
 reproduce: data ## The full protocol: teachers, Tables 3, 4, 6 and 5, Figures 5-10 (MNIST=cpu: CPU-sized Table 5)
-	@echo "reproduce: Tables 3 and 4 take about 85 min on 2 CPU cores; Table 6 (eSol) adds about $(ESOL_CPU_HOURS) CPU hours and"
+	@echo "reproduce: Tables 3 and 4 take about 90 min on 2 CPU cores; Table 6 (eSol) adds about $(ESOL_CPU_HOURS) CPU hours and"
 	@echo "           Table 5 (MNIST) about $(MNIST_CPU_HOURS) CPU hours (6.2 h on 2 cores) without a GPU$(if $(filter cpu,$(MNIST)),; MNIST=cpu: using the CPU-sized preset table5_cpu (about 1 h on 2 cores).,: for the CPU-sized preset (about 1 h on 2 cores) run 'make reproduce MNIST=cpu'.)"
 	@echo "           Every step resumes where it stopped."
 	@mkdir -p results && date +%s > results/.reproduce-start
