@@ -55,6 +55,8 @@ CELLS = [
          ("experiment=table4", "dataset=cpusmall", "variant=direct-1")),
     Cell("table3-cpusmall-mlp25-generator-1", "records/cpusmall/mlp25/generator-1",
          ("experiment=table3", "dataset=cpusmall", "variant=generator-1")),
+    Cell("scarce-cpusmall-tsm-p0.1", "records/cpusmall/mlp50/tsm-1-p0.1",
+         ("experiment=scarce", "dataset=cpusmall", "variant=tsm-1", "real_fraction=0.1")),
     Cell("table4-pole-mlp50-random", "records/pole/mlp50/random-0",  # 10 pole teachers: ~30 s
          ("experiment=table4", "dataset=pole", "variant=random-0"), marks=(pytest.mark.slow,)),
     Cell("table6-protein-de-half", "records/protein/rbf100/de-0.5", ("experiment=table6", "variant=de-0.5"),
