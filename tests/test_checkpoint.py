@@ -451,3 +451,30 @@ def test_a_bug_while_restoring_a_checkpoint_is_raised_not_swallowed(tmp_path, mo
     with pytest.raises(ZeroDivisionError):
         make_run(Checkpoint(path, 0, key="k", log=lambda *_: None))
     assert path.read_bytes() == good  # untouched: fix the bug and rerun to resume
+
+
+def test_a_teacher_with_dropout_on_at_labelling_resumes_exactly(tmp_path):
+    """teacher.label_dropout=true (issue 15): the teacher's mask streams travel in the checkpoint."""
+    from dfkd.models.cnn import LabelDropoutCNN
+
+    seeds = [1, 2]
+    gen = np.random.default_rng(1)
+    images = lambda n: gen.uniform(0, 1, (n, 1, 28, 28)).astype(np.float32)  # noqa: E731
+    split = Split(images(4), np.zeros(4, np.float32), images(8), gen.uniform(0, 9, 8).astype(np.float32),
+                  images(8), gen.uniform(0, 9, 8).astype(np.float32))
+    shape = (1, 28, 28)
+    context = Context(shape, make_sampler("pixel", shape, mean=np.full(shape, 0.13), var=np.full(shape, 0.09)))
+    cfg = StudentConfig(epochs=4, steps_per_epoch=2, batch_size=3, arch="cnn", loss="logcosh",
+                        arch_params={"filters": 1, "hidden": [8, 4, 2]})
+    params = CNNStack.init(1, rng.generators([0], "t"), hidden=(8, 4, 2), dropout=(0.5, 0.25, 0.0)).replica_params(0)
+
+    def make_run(checkpoint=None, progress=None):
+        teacher = LabelDropoutCNN.from_params([params] * 2, 1, hidden=(8, 4, 2),
+                                              generators=rng.generators(seeds, "teacher_label_dropout"))
+        return distill(teacher, [split] * 2, seeds, Random(), AlphaSchedule("constant", 0.0), cfg,
+                       progress=progress, context=context, checkpoint=checkpoint)
+
+    clean = make_run()
+    resumed, at, _ = interrupted_then_resumed(make_run, tmp_path / "ck.pt", stops=[2])
+    same_run(clean, resumed)
+    assert at == [3]

@@ -147,9 +147,9 @@ class TrainedCNN:
     ``label_dropout=True`` hands the same cached network (the same key) to the cell with its dropout on in
     every pass (:class:`~dfkd.models.cnn.LabelDropoutCNN`): labels of synthetic images and direct
     optimization's gradients then see dropout, each student replica with its own mask stream. It enters the
-    cell's config hash (:meth:`cell_extra`) only when on, so existing hashes stay. Its mask streams are not
-    part of a mid-run checkpoint: a resumed stack draws masks from where a fresh start would, so its numbers
-    are not bit-identical to an uninterrupted run's (the default teacher's are).
+    cell's config hash (:meth:`cell_extra`) only when on, so existing hashes stay. Its mask streams are part
+    of a mid-run checkpoint (the teacher's ``state_dict``), so a resumed stack draws the masks an uninterrupted
+    run would.
     """
 
     inputs = ("image",)

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dfkd.core.state import generator_states, set_generator_states
 from dfkd.errors import ConfigError
 from dfkd.models.mlp import FeatureLayer, unknown_layer
 
@@ -323,6 +324,13 @@ class LabelDropoutCNN(CNNStack):
 
     def forward(self, x, flat=None, keep=False, train=True):
         return super().forward(x, flat, keep=keep, train=True)
+
+    def state_dict(self) -> dict:
+        """The mask streams' states: a mid-run checkpoint carries them, so a resumed cell draws the same masks."""
+        return {"dropout_masks": generator_states(self.generators)}
+
+    def load_state_dict(self, state: dict) -> None:
+        set_generator_states(self.generators, state["dropout_masks"])
 
 
 def cnn_module(params: dict[str, torch.Tensor], filters: int, input_shape=(1, 28, 28), hidden=(500, 100, 20),
