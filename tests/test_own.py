@@ -230,6 +230,15 @@ def test_before_fit_and_bad_input_are_one_line(tmp_path, gbr, monkeypatch):
         est.export(tmp_path / "a_file" / "s.onnx")
     with pytest.raises(ValueError, match="takes 2"):
         DistilledRegressor(teacher=gbr, method="de", input_bounds=[(0, 1)] * 3).fit()
+    import dfkd.estimator as estimator_module
+
+    real_bytes = estimator_module._torchscript_bytes
+    monkeypatch.setattr(estimator_module, "_torchscript_bytes",  # an exporter whose file is off by 1e-3
+                        lambda *a: (lambda data, got: (data, np.asarray(got) + 1e-3))(*real_bytes(*a)))
+    with pytest.raises(InputError, match="differ from the student's by 0.001 .*nothing written") as err:
+        est.export(tmp_path / "s.ts", format="torchscript")
+    assert "\n" not in str(err.value) and not (tmp_path / "s.ts").exists()
+    monkeypatch.setattr(estimator_module, "_torchscript_bytes", real_bytes)
     monkeypatch.setitem(sys.modules, "onnx", None)  # as if onnx were not installed
     with pytest.raises(InputError, match="pip install 'dfkd\\[onnx\\]'"):
         est.export(tmp_path / "s.onnx")
