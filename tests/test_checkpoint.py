@@ -132,9 +132,9 @@ def test_rbf_student_with_de_and_a_black_box_teacher_resumes_exactly(tmp_path):
     assert teachers[-1].queries == clean_queries and methods[-1].generations_run == clean_generations
 
 
-def test_cnn_student_with_dropout_and_the_image_generator_resumes_exactly(tmp_path):
-    seeds = [1, 2]
-    gen = np.random.default_rng(0)
+def tiny_images(seed):
+    """A tiny MNIST-shaped split, its pixel sampler and a 4-epoch CNN student config."""
+    gen = np.random.default_rng(seed)
     images = lambda n: gen.uniform(0, 1, (n, 1, 28, 28)).astype(np.float32)  # noqa: E731
     split = Split(images(4), np.zeros(4, np.float32), images(8), gen.uniform(0, 9, 8).astype(np.float32),
                   images(8), gen.uniform(0, 9, 8).astype(np.float32))
@@ -142,6 +142,12 @@ def test_cnn_student_with_dropout_and_the_image_generator_resumes_exactly(tmp_pa
     context = Context(shape, make_sampler("pixel", shape, mean=np.full(shape, 0.13), var=np.full(shape, 0.09)))
     cfg = StudentConfig(epochs=4, steps_per_epoch=2, batch_size=3, arch="cnn", loss="logcosh",
                         arch_params={"filters": 1, "hidden": [8, 4, 2]})
+    return split, context, cfg
+
+
+def test_cnn_student_with_dropout_and_the_image_generator_resumes_exactly(tmp_path):
+    seeds = [1, 2]
+    split, context, cfg = tiny_images(0)
     objective = {"disagreement": 1e-6, "loss": "logcosh", "l1": 1e-6, "target": 1.0}
 
     def make_run(checkpoint=None, progress=None):
@@ -458,14 +464,7 @@ def test_a_teacher_with_dropout_on_at_labelling_resumes_exactly(tmp_path):
     from dfkd.models.cnn import LabelDropoutCNN
 
     seeds = [1, 2]
-    gen = np.random.default_rng(1)
-    images = lambda n: gen.uniform(0, 1, (n, 1, 28, 28)).astype(np.float32)  # noqa: E731
-    split = Split(images(4), np.zeros(4, np.float32), images(8), gen.uniform(0, 9, 8).astype(np.float32),
-                  images(8), gen.uniform(0, 9, 8).astype(np.float32))
-    shape = (1, 28, 28)
-    context = Context(shape, make_sampler("pixel", shape, mean=np.full(shape, 0.13), var=np.full(shape, 0.09)))
-    cfg = StudentConfig(epochs=4, steps_per_epoch=2, batch_size=3, arch="cnn", loss="logcosh",
-                        arch_params={"filters": 1, "hidden": [8, 4, 2]})
+    split, context, cfg = tiny_images(1)
     params = CNNStack.init(1, rng.generators([0], "t"), hidden=(8, 4, 2), dropout=(0.5, 0.25, 0.0)).replica_params(0)
 
     def make_run(checkpoint=None, progress=None):
