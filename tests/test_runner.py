@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -77,6 +78,8 @@ def test_teachers_are_cached_and_checked(finished, data_mirror, tmp_path):
     tmp, _ = finished
     teachers = sorted((tmp / "teachers" / "cpusmall").glob("seed*.pt"))
     assert len(teachers) >= 2
+    blob = torch.load(teachers[0], weights_only=True)  # the thread count it was trained with (conftest: 1)
+    assert blob["meta"]["threads"] == 1 and blob["meta"]["key"] in teachers[0].name
     # a run that must not train finds them
     s = settings_for(tmp, data_mirror, ["method=random", "alpha=zero", "train_teachers_if_missing=false"])
     assert run_cell(s, log=lambda *_: None)["status"] == "done"
