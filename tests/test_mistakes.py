@@ -62,6 +62,7 @@ MNIST_TINY = ["dataset=mnist", "teacher=cnn10", "student=cnn5", "seeds=1", "subs
               "dataset.split.n_val=100", "teacher.epochs=1"]
 
 
+@pytest.mark.slow  # trains a tiny MNIST teacher in a subprocess: ~25-36 s
 def test_missing_mnist_teacher_names_the_command_that_trains_it(tmp_path, data_mirror):
     line = one_line_error(distill(tmp_path, *MNIST_TINY, "train_teachers_if_missing=false", mirror=str(data_mirror)))
     command = "python -m dfkd.teachers dataset=mnist teacher=cnn10 student=cnn5"

@@ -60,7 +60,7 @@ CELLS = [
     Cell("table4-pole-mlp50-random", "records/pole/mlp50/random-0",  # 10 pole teachers: ~30 s
          ("experiment=table4", "dataset=pole", "variant=random-0"), marks=(pytest.mark.slow,)),
     Cell("table6-protein-de-half", "records/protein/rbf100/de-0.5", ("experiment=table6", "variant=de-0.5"),
-         epochs=2),
+         epochs=2, marks=(pytest.mark.slow,)),  # ~25-40 s; protein-random keeps Table 6 in the default run
     Cell("table6-protein-random", "records/protein/rbf100/random-0", ("experiment=table6", "variant=random-0"),
          epochs=20),
     # The MNIST teacher (15 epochs on 55000 images) takes about 9 minutes on one core; both cells share it.
