@@ -12,8 +12,6 @@ import numbers
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import StandardScaler
 
 from dfkd.errors import ConfigError
 
@@ -91,6 +89,11 @@ def make_split(X: np.ndarray, y: np.ndarray, seed: int, n_train: int = 5000,
     if n_val < 1 or rest - n_val < 1:
         raise ConfigError(f"{rest} rows remain after {n_train} training rows: too few for val_fraction "
                           f"{val_fraction} to leave both a validation and a test row; lower n_train")
+
+    # scikit-learn is imported here, not at the top: it is 1-1.6 s of every command's start (the one-line errors
+    # for bad settings come before any split is made)
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
 
     if standardize:
         # Whole-data scaling, as the published tables used (SPEC section 1).
