@@ -396,9 +396,6 @@ def run_study(cfg: dict, log=print) -> dict:
     for out in (opts.study_dir, opts.tables_dir):
         check_writable(out)
     tune_process(settings.threads)
-    if settings.threads != 1:
-        log(f"[teacher study] note: threads={settings.threads}: teachers trained now differ from the 1-thread ones "
-            f"under the same key (Table 5's cnn10 was trained at 1 thread); use threads=1 to reproduce them")
     device = resolve_device(settings.device)
     splits, context = load_data(settings, settings.seeds[:1])
     numbers, measured, reused = [], [], []

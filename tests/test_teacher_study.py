@@ -202,14 +202,15 @@ def test_tiny_study_writes_its_table_and_resumes(tmp_path, data_mirror):
     again = run_study(cfg, log=lines.append)  # a rerun trains and measures nothing
     assert again["measured"] == [] and again["reused"] == ["cnn10", "cnn10_same"]
     assert len(list((tmp_path / "teachers").rglob("*.pt"))) == 2
-    assert not any("threads=" in line for line in lines)
-    cfg["threads"] = 2  # teachers trained at 2 threads are not the 1-thread ones: the run says so
+    assert not any("threads" in line for line in lines)
+    # a teacher trained at 2 threads is not the 1-thread one under the same key: its training line says so
+    cfg.update(threads=2, variants=["cnn10"], teacher_overrides={"epochs": 2})
     before = torch.get_num_threads()
     try:
         run_study(cfg, log=lines.append)
     finally:
         torch.set_num_threads(before)  # tune_process set 2 for this process
-    assert sum("threads=2: teachers trained now differ" in line for line in lines) == 1
+    assert sum("at 2 threads: not bit-equal to a 1-thread teacher" in line for line in lines) == 1
 
 
 # -- the comparison of both Table 5 runs ---------------------------------------------------
