@@ -177,6 +177,42 @@ def test_random_images_variance_as_std():
     assert abs(float(a.std()) - 0.2) < 0.01 and abs(float(b.std()) - 0.04) < 0.005
 
 
+def test_pixel_sampler_spread_variance():
+    from dfkd.data.sampler import make_sampler
+    from dfkd.errors import ConfigError
+
+    mean, var = torch.full((16,), 0.5), torch.full((16,), 0.04)
+    plain = make_sampler("pixel", (1, 4, 4), mean=mean, var=var)
+    wide = make_sampler("pixel", (1, 4, 4), mean=mean, var=var, spread="std")
+    narrow = make_sampler("pixel", (1, 4, 4), mean=mean, var=var, spread="variance")
+    assert torch.equal(plain.std, wide.std) and torch.allclose(plain.std, torch.full((1, 4, 4), 0.2))
+    assert torch.equal(narrow.std, var.reshape(1, 4, 4))
+    x = narrow(rng.generators([1], "t"), 4000)
+    assert x.shape == (1, 4000, 1, 4, 4) and abs(float(x.std()) - 0.04) < 0.005
+    with pytest.raises(ConfigError, match="synthetic.spread must be one of std, variance, got 'var'") as exc:
+        make_sampler("pixel", (1, 4, 4), mean=mean, var=var, spread="var")
+    assert "\n" not in str(exc.value)
+
+
+def test_table5_variance_preset_hashes_apart(tmp_path, data_mirror):
+    """experiment=table5_variance: table5's random cell with the variance as the std; its cells never pass for
+    (or skip) the committed table5 ones, while spread=std leaves those hashes (checked above) as they were."""
+    from conftest import tiny_settings
+    from dfkd.cell import cell_hash
+
+    from hydra import compose as hydra_compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = hydra_compose("config", overrides=["experiment=table5_variance"], return_hydra_config=True)
+    assert cfg.hydra.sweeper.params.variant == "random-0"
+    assert dict(cfg.dataset.synthetic) == {"kind": "pixel", "spread": "variance"}
+    assert cfg["results_dir"] == "results/table5_variance" and cfg["teacher"]["name"] == "cnn10"
+    base = tiny_settings(tmp_path, data_mirror, ["experiment=table5", "variant=random-0", "seeds=[1]"])
+    var = tiny_settings(tmp_path, data_mirror, ["experiment=table5_variance", "variant=random-0", "seeds=[1]"])
+    assert var.teacher_key() == base.teacher_key()  # the same teacher ...
+    assert cell_hash(var, 1, 50) != cell_hash(base, 1, 50)  # ... other students
+
+
 # -- end to end ---------------------------------------------------------------------------
 def test_tiny_study_writes_its_table_and_resumes(tmp_path, data_mirror):
     from dfkd.teacher_study import run_study

@@ -161,7 +161,9 @@ class ImageDataset(_SpecDataset):
         return [self.fields.get("split"), (subset or {}).get("train")]
 
     def cell_extra(self, subset: dict, samples: int) -> dict:
-        return {"subset": subset, "samples": samples}
+        spread = (self.spec.extra.get("synthetic") or {}).get("spread", "std")
+        # spread enters the hash only off its default, so the records made before it existed keep theirs
+        return {"subset": subset, "samples": samples, **({"spread": spread} if spread != "std" else {})}
 
     @property
     def input_shape(self) -> tuple:
