@@ -99,6 +99,41 @@ def guarded(task):
     return wrapper
 
 
+def _children(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (Linux ``/proc``; empty where there is none)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # gone meanwhile
+        if len(fields) > 1 and int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def stop_workers_on_sigterm() -> None:
+    """On SIGTERM, stop this process's launcher workers too, then die of SIGTERM as usual.
+
+    The joblib launcher's workers are children that outlive a killed parent: without this, ``kill <pid>`` of a
+    sweep left its workers training (and writing checkpoints) for as long as their cells ran. They stop at once;
+    what they lose is the work since their last checkpoint (``checkpoint_every_s``), as after any interruption.
+    Ctrl-C needs none of this (the terminal signals the whole process group)."""
+    import os
+    import signal
+
+    def handler(signum, frame):
+        for child in _children(os.getpid()):
+            try:
+                os.kill(child, signal.SIGTERM)
+            except OSError:
+                pass
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main_with_checks(hydra_main) -> None:
     """Run a ``@hydra.main`` function after checking the command line."""
     try:
@@ -106,4 +141,5 @@ def main_with_checks(hydra_main) -> None:
     except DfkdError as exc:
         report(exc)
         sys.exit(2)
+    stop_workers_on_sigterm()
     hydra_main()

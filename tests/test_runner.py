@@ -2,7 +2,9 @@
 
 import json
 import os
+import signal
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -189,11 +191,14 @@ def run_in_process(args, tmp: Path, monkeypatch, capfd):
     monkeypatch.setattr(sys, "argv", ["dfkd-distill", *TINY, f"results_dir={tmp / 'results'}",
                                       f"teacher_dir={tmp / 'teachers'}", f"data_dir={tmp / 'data'}", *args])
     capfd.readouterr()
+    sigterm = signal.getsignal(signal.SIGTERM)  # the entry installs its own handler: keep pytest's
     try:
         dfkd.distill.cli()
         code = 0
     except SystemExit as exc:
         code = exc.code
+    finally:
+        signal.signal(signal.SIGTERM, sigterm)
     out, err = capfd.readouterr()
     return code, out, err
 
@@ -245,3 +250,42 @@ def test_single_cell_from_the_shell_then_skip(workspace, data_mirror):
     assert (workspace / "results/records/cpusmall/mlp50/random-0/seed01.json").is_file()
     again = run_cli(["method=random", "alpha=zero", "seeds=1"], workspace, mirror=data_mirror)
     assert again.returncode == 0 and "already done" in again.stdout
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs Linux /proc")
+def test_sigterm_of_a_sweep_stops_its_workers(workspace, data_mirror):
+    """kill <pid> of a parallel sweep stops its launcher workers too (they used to train on, orphaned)."""
+    from dfkd.cli import _children
+
+    env = dict(os.environ, DFKD_DATA_MIRROR=str(data_mirror), DFKD_JOBS="2")
+    cmd = [sys.executable, "-m", "dfkd.distill", "-m", "hydra/launcher=local", *TINY, "epochs=100000",
+           "method=random,generator", "alpha=zero", f"results_dir={workspace / 'results'}",
+           f"teacher_dir={workspace / 'teachers'}", f"data_dir={workspace / 'data'}"]
+    proc = subprocess.Popen(cmd, env=env, cwd=workspace, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    workers = []
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline and len(workers) < 2:  # the two workers are up and in their cells
+            time.sleep(0.5)
+            workers = [c for c in _children(proc.pid)
+                       if "LokyProcess" in Path(f"/proc/{c}/cmdline").read_bytes().decode(errors="replace")]
+            logs = list((workspace / "results" / "records").rglob("run.log"))
+            if len(logs) < 3:  # the finished cell's own log, plus one per running cell
+                workers = []
+        assert len(workers) == 2, proc.stderr.read() if proc.poll() is not None else "workers did not start"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == -signal.SIGTERM
+        deadline = time.time() + 20
+        while time.time() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+            time.sleep(0.2)
+        alive = [w for w in workers if Path(f"/proc/{w}").exists()
+                 and Path(f"/proc/{w}/stat").read_text().rpartition(")")[2].split()[0] != "Z"]
+        assert not alive, f"workers {alive} outlived their killed parent"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for w in workers:  # a failing run leaves none behind
+            try:
+                os.kill(w, signal.SIGKILL)
+            except OSError:
+                pass
