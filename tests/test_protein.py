@@ -297,3 +297,29 @@ def test_tiny_protein_run_writes_a_record_and_a_table_row(data_mirror, tmp_path)
     queries = [json.loads(Path(p).read_text())["teacher_queries"] for p in out["records"]]
     assert row.n_ok == 2 and row.paper_mean == 0.267 and row["mean"] == pytest.approx(rec["test_rmse"], abs=0.2)
     assert row.teacher_queries == pytest.approx(np.mean(queries))
+
+
+@pytest.mark.parametrize("preset,cell,override", [
+    ("table6", "protein/rbf100/de-0.5", "dataset.synthetic.margin=0.05"),
+    ("table4", "cpusmall/mlp50/direct-decreasing", "+dataset.synthetic.bounds=train_range"),
+])
+def test_a_changed_synthetic_block_enters_the_cell_hash(tmp_path, data_mirror, preset, cell, override):
+    """The dataset yaml's own synthetic block leaves the committed records' hashes; an override of it gives other
+    cells (they used to pass for the committed ones and were skipped as done)."""
+    import json
+
+    from conftest import REPO_ROOT, tiny_settings
+    from dfkd.cell import cell_hash
+
+    path = REPO_ROOT / "results" / "reference" / "records" / cell / "seed01.json"
+    if not path.is_file():
+        pytest.skip(f"no committed record {path}")
+    rec = json.loads(path.read_text())
+    base = [f"experiment={preset}", f"variant={cell.rsplit('/', 1)[1]}", f"student={rec['student']}", "seeds=[1]"]
+    if rec["dataset"] != "protein":
+        base.append(f"dataset={rec['dataset']}")
+    same = tiny_settings(tmp_path, data_mirror, base)
+    assert cell_hash(same, 1, rec["batch_size"]) == rec["config_hash"]
+    moved = tiny_settings(tmp_path, data_mirror, [*base, override])
+    assert moved.teacher_key() == rec["teacher_key"]
+    assert cell_hash(moved, 1, rec["batch_size"]) != rec["config_hash"]

@@ -211,6 +211,10 @@ def test_table5_variance_preset_hashes_apart(tmp_path, data_mirror):
     var = tiny_settings(tmp_path, data_mirror, ["experiment=table5_variance", "variant=random-0", "seeds=[1]"])
     assert var.teacher_key() == base.teacher_key()  # the same teacher ...
     assert cell_hash(var, 1, 50) != cell_hash(base, 1, 50)  # ... other students
+    record = REPO / "results" / "reference" / "table5_variance" / "records" / "mnist" / "cnn5" / "random-0" / "seed01.json"
+    if record.is_file():  # the committed run keeps its hash
+        rec = json.loads(record.read_text())
+        assert cell_hash(var, 1, rec["batch_size"]) == rec["config_hash"]
 
 
 # -- end to end ---------------------------------------------------------------------------

@@ -72,7 +72,25 @@ class _SpecDataset:
                               f"{self.name} use n_train and val_fraction")
 
     def cell_extra(self, subset: dict, samples: int) -> dict:
-        return {}
+        return self.synthetic_extra()
+
+    def synthetic_extra(self, skip=()) -> dict:
+        """The ``synthetic:`` block as an entry of a cell's config hash, when it is not the block the dataset's own
+        yaml (``conf/dataset/<name>.yaml``) declares: a command-line override or a preset changed how synthetic
+        inputs are drawn, so those cells must never pass for (or skip) the yaml's. ``{}`` otherwise, so the hash of
+        every record made with the yaml's block stays as it was (and for a dataset that has no yaml there).
+        Keys in ``skip`` are hashed their own way by the caller."""
+        from omegaconf import OmegaConf
+
+        from dfkd.core.paths import CONF_DIR
+
+        path = CONF_DIR / "dataset" / f"{self.name}.yaml"
+        if not path.is_file():
+            return {}
+        declared = OmegaConf.to_container(OmegaConf.load(path)).get("synthetic") or {}
+        current = self.spec.extra.get("synthetic") or {}
+        current, declared = ({k: v for k, v in block.items() if k not in skip} for block in (current, declared))
+        return {} if current == declared else {"synthetic": current}
 
     def record_extra(self, splits) -> dict:
         return {}
@@ -163,7 +181,8 @@ class ImageDataset(_SpecDataset):
     def cell_extra(self, subset: dict, samples: int) -> dict:
         spread = (self.spec.extra.get("synthetic") or {}).get("spread", "std")
         # spread enters the hash only off its default, so the records made before it existed keep theirs
-        return {"subset": subset, "samples": samples, **({"spread": spread} if spread != "std" else {})}
+        return {"subset": subset, "samples": samples, **({"spread": spread} if spread != "std" else {}),
+                **self.synthetic_extra(skip=("spread",))}
 
     @property
     def input_shape(self) -> tuple:
