@@ -8,6 +8,7 @@ importable) and one yaml.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -52,6 +53,18 @@ class Dataset(Protocol):
         """Dataset-specific fields of a run's record (image counts; nothing for tables)."""
 
 
+@lru_cache(maxsize=None)
+def _declared_synthetic(name: str) -> dict | None:
+    """The ``synthetic:`` block of ``conf/dataset/<name>.yaml`` (``{}`` when it has none; None: no such yaml), read
+    once per process (every seed's config hash asks for it)."""
+    from omegaconf import OmegaConf
+
+    from dfkd.core.paths import CONF_DIR
+
+    path = CONF_DIR / "dataset" / f"{name}.yaml"
+    return (OmegaConf.to_container(OmegaConf.load(path)).get("synthetic") or {}) if path.is_file() else None
+
+
 class _SpecDataset:
     """Shared by the dataset classes: the yaml's fields as a :class:`DatasetSpec`."""
 
@@ -80,14 +93,9 @@ class _SpecDataset:
         inputs are drawn, so those cells must never pass for (or skip) the yaml's. ``{}`` otherwise, so the hash of
         every record made with the yaml's block stays as it was (and for a dataset that has no yaml there).
         Keys in ``skip`` are hashed their own way by the caller."""
-        from omegaconf import OmegaConf
-
-        from dfkd.core.paths import CONF_DIR
-
-        path = CONF_DIR / "dataset" / f"{self.name}.yaml"
-        if not path.is_file():
+        declared = _declared_synthetic(self.name)
+        if declared is None:
             return {}
-        declared = OmegaConf.to_container(OmegaConf.load(path)).get("synthetic") or {}
         current = self.spec.extra.get("synthetic") or {}
         current, declared = ({k: v for k, v in block.items() if k not in skip} for block in (current, declared))
         return {} if current == declared else {"synthetic": current}
