@@ -252,6 +252,14 @@ def test_single_cell_from_the_shell_then_skip(workspace, data_mirror):
     assert again.returncode == 0 and "already done" in again.stdout
 
 
+def _proc_text(pid: int, name: str) -> str:
+    """``/proc/<pid>/<name>`` as text, "" once the process is gone (it may go between listing and reading)."""
+    try:
+        return Path(f"/proc/{pid}/{name}").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs Linux /proc")
 def test_sigterm_of_a_sweep_stops_its_workers(workspace, data_mirror):
     """kill <pid> of a parallel sweep stops its launcher workers too (they used to train on, orphaned)."""
@@ -261,31 +269,37 @@ def test_sigterm_of_a_sweep_stops_its_workers(workspace, data_mirror):
     cmd = [sys.executable, "-m", "dfkd.distill", "-m", "hydra/launcher=local", *TINY, "epochs=100000",
            "method=random,generator", "alpha=zero", f"results_dir={workspace / 'results'}",
            f"teacher_dir={workspace / 'teachers'}", f"data_dir={workspace / 'data'}"]
-    proc = subprocess.Popen(cmd, env=env, cwd=workspace, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    workers = []
+    errors = workspace / "sweep.err"  # a file, not a pipe: a long run can never block on a full pipe
+    with errors.open("w") as err:
+        proc = subprocess.Popen(cmd, env=env, cwd=workspace, stdout=subprocess.DEVNULL, stderr=err)
+    seen = set()
     try:
-        deadline = time.time() + 90
+        deadline, workers = time.time() + 90, []
         while time.time() < deadline and len(workers) < 2:  # the two workers are up and in their cells
             time.sleep(0.5)
-            workers = [c for c in _children(proc.pid)
-                       if "LokyProcess" in Path(f"/proc/{c}/cmdline").read_bytes().decode(errors="replace")]
+            workers = [c for c in _children(proc.pid) if "LokyProcess" in _proc_text(c, "cmdline")]
+            seen.update(workers)
             logs = list((workspace / "results" / "records").rglob("run.log"))
             if len(logs) < 3:  # the finished cell's own log, plus one per running cell
                 workers = []
-        assert len(workers) == 2, proc.stderr.read() if proc.poll() is not None else "workers did not start"
+        assert len(workers) == 2, errors.read_text() if proc.poll() is not None else "workers did not start"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == -signal.SIGTERM
+
+        def alive(w):
+            stat = _proc_text(w, "stat")
+            return bool(stat) and stat.rpartition(")")[2].split()[0] != "Z"  # a zombie has stopped
+
         deadline = time.time() + 20
-        while time.time() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+        while time.time() < deadline and any(alive(w) for w in workers):
             time.sleep(0.2)
-        alive = [w for w in workers if Path(f"/proc/{w}").exists()
-                 and Path(f"/proc/{w}/stat").read_text().rpartition(")")[2].split()[0] != "Z"]
-        assert not alive, f"workers {alive} outlived their killed parent"
+        left = [w for w in workers if alive(w)]
+        assert not left, f"workers {left} outlived their killed parent"
+    except BaseException:
+        for w in seen:  # a failing run leaves none behind (only then: a passed run's pids may be reused by now)
+            if "LokyProcess" in _proc_text(w, "cmdline"):
+                os.kill(w, signal.SIGKILL)
+        raise
     finally:
         if proc.poll() is None:
             proc.kill()
-        for w in workers:  # a failing run leaves none behind
-            try:
-                os.kill(w, signal.SIGKILL)
-            except OSError:
-                pass
