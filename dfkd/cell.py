@@ -187,7 +187,7 @@ def _record(settings: Settings, seed: int, res: dict, tinfo: dict, config_hash: 
         epochs=settings.student.epochs, steps_per_epoch=settings.student.steps_per_epoch,
         replicas=replicas, wall_time_s=wall / replicas, stack_wall_time_s=wall,
         config_hash=config_hash, teacher_key=settings.teacher_key(), git_commit=records.git_commit(),
-        device=str(device), threads=torch.get_num_threads(), host=platform.node(),
+        device=str(device), threads=torch.get_num_threads(), host=platform.node(), cpu=records.cpu_fingerprint(),
         torch_version=torch.__version__, numpy_version=np.__version__,
         python_version=platform.python_version(), created=records.now_utc(),
         data_sha256=settings.dataset.fingerprint(), method_params=settings.method_params,

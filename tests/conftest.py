@@ -9,6 +9,27 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+#: Relative tolerance of a pinned number (golden fixture, committed reference trace) rerun on the processor that
+#: made it: a refactor that reorders one float operation fails it.
+SAME_CPU_RTOL = 1e-6
+#: ... rerun on another processor (records.cpu_fingerprint() differs or was not recorded): torch, MKL, oneDNN and
+#: numpy's BLAS pick other kernels there, and training amplifies their rounding. Measured between the machine the
+#: committed fixtures were made on and an AMD EPYC (AVX2): up to 4.6e-6 on 3 epochs of tabular cells, 8.0e-5 on
+#: the 3-epoch mnist-generator golden cell; 1e-3 leaves 12x of margin and still fails a changed setting.
+OTHER_CPU_RTOL = 1e-3
+
+
+def pinned_rtol(made_on: str | None) -> tuple[float, str]:
+    """The tolerance for numbers made on processor ``made_on`` (a ``cpu`` fingerprint, None if unrecorded), and
+    the phrase that says which it is, for failure messages."""
+    from dfkd.records import cpu_fingerprint
+
+    here = cpu_fingerprint()
+    if made_on == here:
+        return SAME_CPU_RTOL, f"rtol {SAME_CPU_RTOL:g}, same processor"
+    return OTHER_CPU_RTOL, (f"rtol {OTHER_CPU_RTOL:g}: made on {made_on or 'an unrecorded processor'}, "
+                            f"rerun on {here}")
+
 
 def mirror_path() -> Path:
     """Where the real data files should be: $DFKD_DATA_MIRROR, else ``<repo>/../shared/data``."""

@@ -52,6 +52,10 @@ def test_records_are_complete_and_self_describing(finished):
     trace = np.load(Path(summary["records"][0]).with_suffix(".trace.npz"))
     assert trace["val_rmse"].shape == (4,) and np.all(np.isfinite(trace["val_rmse"]))
     assert Path(summary["records"][0]).parent == tmp / "results/records/cpusmall/mlp50/direct-decreasing"
+    # the processor, so that pinned-number tests know whether bit-level agreement can be asked of a rerun
+    from dfkd.records import cpu_fingerprint
+
+    assert rec["cpu"] == cpu_fingerprint() and rec["cpu"].endswith(f"torch {torch.backends.cpu.get_cpu_capability()}")
 
 
 def test_finished_runs_are_skipped_and_changed_config_reruns(finished, data_mirror):

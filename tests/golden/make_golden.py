@@ -28,7 +28,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 GOLDEN = HERE / "golden.json"
-RTOL = 1e-6
 
 # Every case runs on the CPU with one thread and no progress bars or mid-run checkpoints.
 COMMON = ["device=cpu", "threads=1", "progress=false", "checkpoint_every_s=0"]
@@ -133,9 +132,11 @@ def main(argv=None) -> int:
     import numpy
     import torch
 
+    from dfkd.records import cpu_fingerprint
+
     args.out.write_text(json.dumps({
         "about": "per-epoch validation RMSE of small fixed cells; written by tests/golden/make_golden.py, "
-                 "checked by tests/test_golden.py", "commit": head, "rtol": RTOL,
+                 "checked by tests/test_golden.py", "commit": head, "cpu": cpu_fingerprint(),
         "torch_version": torch.__version__, "numpy_version": numpy.__version__,
         "python_version": sys.version.split()[0], "cases": cases}, indent=1) + "\n")
     print(f"wrote {args.out}")
