@@ -117,7 +117,8 @@ def run_cell(settings: Settings, log=print) -> dict:
     # Mid-run checkpoints: one file per stack (its seeds and their hashes), resumed from on a rerun.
     checkpoint = Checkpoint(store.checkpoint_path(cell_dir, key), settings.checkpoint_every_s,
                             key={"seeds": pending, "hashes": [hashes[s] for s in pending]}, log=log,
-                            on_resume=bar_resume(bar), commit=records.git_commit())
+                            on_resume=bar_resume(bar), commit=records.git_commit(),
+                            teachers=[float(tinfo[r]["test_rmse"]) for r in range(len(pending))])
     t0 = time.perf_counter()
     keep = settings.synthetic_samples if settings.dataset.keep_samples else 0
     real = (RealRows.from_splits(splits, settings.real_count, context.input_shape, device)

@@ -477,3 +477,57 @@ def test_a_teacher_with_dropout_on_at_labelling_resumes_exactly(tmp_path):
     resumed, at, _ = interrupted_then_resumed(make_run, tmp_path / "ck.pt", stops=[2])
     same_run(clean, resumed)
     assert at == [3]
+
+
+def _retrain_elsewhere(teacher_dir: Path) -> int:
+    """Stand in for teachers retrained on another machine: the same files and keys, other networks."""
+    n = 0
+    for path in sorted(teacher_dir.rglob("seed*.pt")):
+        blob = torch.load(path, weights_only=True)
+        params = {k: v + 1e-3 for k, v in blob["params"].items()}
+        meta = dict(blob["meta"], test_rmse=blob["meta"]["test_rmse"] * 1.001)
+        torch.save({"params": params, "meta": meta}, path)
+        n += 1
+    return n
+
+
+def test_a_checkpoint_trained_against_other_teachers_is_kept_aside_and_the_stack_starts_over(
+        clean_cell, data_mirror, tmp_path, monkeypatch):
+    import shutil
+
+    clean, summary = clean_cell
+    shutil.copytree(clean / "teachers", tmp_path / "teachers")
+    s = settings_for(tmp_path, data_mirror, ["method=generator", f"checkpoint_every_s={EVERY_EPOCH}"])
+    killed_after_checkpoints(monkeypatch, s, n_saves=3)
+    cell = tmp_path / "results/records/cpusmall/mlp50/generator-decreasing"
+    (ckpt,) = cell.glob(".ckpt-*.pt")
+    saved = torch.load(ckpt, weights_only=True)["teachers"]
+    assert len(saved) == 2 and all(0 < v < 10 for v in saved)  # the two replicas' teacher test RMSE
+    assert _retrain_elsewhere(tmp_path / "teachers") >= 2
+    lines = []
+    done = run_cell(s, log=lines.append)
+    assert done["ran"] == [1, 2] and not any("resuming" in line for line in lines)
+    other = [line for line in lines if "was trained against other teachers" in line]
+    assert len(other) == 1 and f"{saved[0]:.6g}" in other[0] and "put back the teacher cache" in other[0]
+    assert (cell / (ckpt.name + ".rejected")).is_file()  # the hours it holds are not overwritten
+    rec = json.loads(Path(done["records"][0]).read_text())
+    assert "training_segments" not in rec and rec["teacher_test_rmse"] == pytest.approx(saved[0] * 1.001)
+
+
+def test_a_checkpoint_from_before_teacher_fingerprints_still_resumes(clean_cell, data_mirror, tmp_path,
+                                                                     monkeypatch):
+    import shutil
+
+    clean, summary = clean_cell
+    shutil.copytree(clean / "teachers", tmp_path / "teachers")
+    s = settings_for(tmp_path, data_mirror, ["method=generator", f"checkpoint_every_s={EVERY_EPOCH}"])
+    killed_after_checkpoints(monkeypatch, s, n_saves=3)
+    (ckpt,) = (tmp_path / "results/records/cpusmall/mlp50/generator-decreasing").glob(".ckpt-*.pt")
+    state = torch.load(ckpt, weights_only=True)
+    del state["teachers"]
+    torch.save(state, ckpt)
+    lines = []
+    done = run_cell(s, log=lines.append)
+    assert sum("resuming seeds [1, 2] from epoch 3" in line for line in lines) == 1
+    for a, b in zip(summary["records"], done["records"]):
+        assert stable(a) == stable(b)

@@ -47,6 +47,19 @@ def read_checkpoint(path) -> dict:
     return state
 
 
+def _same_numbers(a, b) -> bool:
+    """Equal lists of numbers, NaN equal to NaN (a teacher without a test set has a NaN test RMSE)."""
+    a, b = [float(v) for v in a], [float(v) for v in b]
+    return len(a) == len(b) and all(x == y or (x != x and y != y) for x, y in zip(a, b))
+
+
+def _short(values) -> str:
+    """Numbers for a message: up to three, 6 significant digits."""
+    values = list(values)
+    text = ", ".join(f"{float(v):.6g}" for v in values[:3])
+    return text + (f", ... ({len(values)})" if len(values) > 3 else "")
+
+
 class Checkpoint:
     """One stack's checkpoint file and the policy of when to write it.
 
@@ -59,6 +72,11 @@ class Checkpoint:
         on_resume: optional callable ``(epoch)`` told the epoch training resumes at (e.g. to move a progress bar).
         commit: the code version doing the training (the runner passes the git commit); saved in the file, so a
             stack resumed across code changes can say which versions trained which epochs (:attr:`segments`).
+        teachers: optional fingerprint of the teachers the stack distils from (the runner passes each replica's
+            teacher test RMSE). A teacher's cache key names its config, not the network: retrained elsewhere (on
+            another processor, say) the same key holds another network, and students trained against the old one
+            must not continue against it. A file saved with other teachers is moved aside (``.rejected``) and the
+            stack starts over; a file saved without a fingerprint (older code) is used as before.
 
     Attributes:
         seconds: time spent reading and writing the file in this process (the runner counts it as
@@ -70,9 +88,11 @@ class Checkpoint:
             first; one entry (this run, from epoch 0) unless it resumed.
     """
 
-    def __init__(self, path, every_s: float = 300.0, key=None, log=print, on_resume=None, commit: str = "unknown"):
+    def __init__(self, path, every_s: float = 300.0, key=None, log=print, on_resume=None, commit: str = "unknown",
+                 teachers=None):
         self.path = Path(path)
         self.commit = commit
+        self.teachers = list(teachers) if teachers is not None else None
         self.segments = [{"from_epoch": 0, "git_commit": commit}]
         self.on_resume = on_resume
         self.every_s = float(every_s)
@@ -104,6 +124,14 @@ class Checkpoint:
             if state.get("key") != self.key:
                 self.log(f"checkpoint {self.path.name} belongs to other seeds or settings: not used, starting over")
                 return None
+            saved = state.get("teachers")
+            if self.teachers is not None and saved is not None and not _same_numbers(saved, self.teachers):
+                aside = self._move_aside()
+                self.log(f"checkpoint {self.path.name} was trained against other teachers (test RMSE "
+                         f"{_short(saved)}, the cached ones now {_short(self.teachers)}: retrained since, e.g. on "
+                         f"another machine): kept as {aside.name}, starting over; to resume it instead, put back "
+                         f"the teacher cache it was trained with and rename it back")
+                return None
             return state
         finally:
             self.seconds += time.perf_counter() - t0
@@ -115,16 +143,22 @@ class Checkpoint:
         Returns:
             Where the file now is.
         """
-        aside = self.path.with_name(self.path.name + ".rejected")
+        aside = self._move_aside()
         segments = (state or {}).get("segments")
         writer = segments[-1].get("git_commit") if isinstance(segments, list) and segments else None
+        self.log(f"checkpoint {self.path.name} does not fit this stack ({one_line(exc)}): kept as {aside.name}, "
+                 f"starting over; to resume it instead, rerun with the code that wrote it"
+                 + (f" (commit {writer})" if writer else "") + " after renaming it back")
+        return aside
+
+    def _move_aside(self) -> Path:
+        """Rename the file to ``<name>.rejected`` (so a fresh run's saves never overwrite the hours it may hold);
+        returns where it now is."""
+        aside = self.path.with_name(self.path.name + ".rejected")
         try:
             self.path.replace(aside)
         except OSError:
             aside = self.path
-        self.log(f"checkpoint {self.path.name} does not fit this stack ({one_line(exc)}): kept as {aside.name}, "
-                 f"starting over; to resume it instead, rerun with the code that wrote it"
-                 + (f" (commit {writer})" if writer else "") + " after renaming it back")
         return aside
 
     def resumed(self, state: dict, seeds) -> None:
@@ -148,7 +182,8 @@ class Checkpoint:
         t0 = time.perf_counter()
         try:
             buf = io.BytesIO()
-            torch.save({"format": FORMAT, "version": VERSION, "key": self.key, "segments": self.segments,
+            extra = {} if self.teachers is None else {"teachers": self.teachers}
+            torch.save({"format": FORMAT, "version": VERSION, "key": self.key, "segments": self.segments, **extra,
                         "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **state}, buf)
             atomic_write_bytes(self.path, buf.getvalue())
             self.saves += 1
