@@ -5,8 +5,8 @@ Tables 3/4: seeds 1..replicas) for its first few epochs, from its preset, with t
 afresh (deterministically, from the same seeds) in a temporary folder, and compares every seed's
 per-epoch validation RMSE with the committed trace (and the teacher's test RMSE with the record's),
 1e-6 relative where the record was made on this processor (its ``cpu``), 1e-3 elsewhere or where the record
-does not say (conftest.pinned_rtol: other kernels, other rounding). The whole stack, not one seed alone: the numbers of a replica depend on the stack's size
-at float rounding (measured at 5e7e2d5: seed 1 of cpusmall direct/1 alone differs from the 10-replica
+does not say (conftest.pinned_rtol: other kernels, other rounding). The whole stack, not one seed alone: the
+numbers of a replica depend on the stack's size at float rounding (measured at 5e7e2d5: seed 1 of cpusmall direct/1 alone differs from the 10-replica
 run by 7e-8 at epoch 0 and 8e-4 by epoch 5; in the stack of 10 it is bit-identical). Everything expected is read from the committed record and trace, so when a table is
 re-run and its records replaced, the test follows the new files.
 

@@ -23,6 +23,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from dfkd.core.state import one_line
@@ -45,12 +46,6 @@ def read_checkpoint(path) -> dict:
     if state.get("version") != VERSION:
         raise ValueError(f"format version {state.get('version')!r}, this code reads {VERSION}")
     return state
-
-
-def _same_numbers(a, b) -> bool:
-    """Equal lists of numbers, NaN equal to NaN (a teacher without a test set has a NaN test RMSE)."""
-    a, b = [float(v) for v in a], [float(v) for v in b]
-    return len(a) == len(b) and all(x == y or (x != x and y != y) for x, y in zip(a, b))
 
 
 def _short(values) -> str:
@@ -125,7 +120,8 @@ class Checkpoint:
                 self.log(f"checkpoint {self.path.name} belongs to other seeds or settings: not used, starting over")
                 return None
             saved = state.get("teachers")
-            if self.teachers is not None and saved is not None and not _same_numbers(saved, self.teachers):
+            if self.teachers is not None and saved is not None and not np.array_equal(
+                    np.asarray(saved, dtype=float), np.asarray(self.teachers, dtype=float), equal_nan=True):
                 aside = self._move_aside()
                 self.log(f"checkpoint {self.path.name} was trained against other teachers (test RMSE "
                          f"{_short(saved)}, the cached ones now {_short(self.teachers)}: retrained since, e.g. on "
