@@ -482,32 +482,9 @@ def render_markdown(summary: pd.DataFrame, table_spec: dict, data_status: dict[s
     source = source if source is not None else summary.attrs.get("source", {})
     if spec.get("metrics"):
         return _render_metrics(summary, spec, data_status, source)
-    root = source.get("root") or "?"
     by = summary.set_index(["dataset", "column"])
 
-    lines = [f"# {spec['title']}", ""]
-    if source.get("n_records", 0) == 0:
-        lines.append(
-            f"Source: no records for student {spec['student']} under `{root}`; every cell is not run. "
-            f"Produce records with `make {spec['name']}` (full protocol) or `make quick` (reduced budget), "
-            "then `python -m dfkd.report`."
-        )
-    else:
-        extras = []
-        if source.get("epochs"):
-            extras.append(f"configured epochs {', '.join(source['epochs'])}")
-        if source.get("n_superseded"):
-            extras.append(f"{source['n_superseded']} older records superseded by reruns")
-        if source.get("n_skipped"):
-            extras.append(f"{source['n_skipped']} unreadable files skipped")
-        lines.append(
-            f"Source: {source['n_records']} records for student {spec['student']} "
-            f"(of {source.get('n_total', '?')}) under `{root}`; experiment: "
-            f"{_describe_experiments(source.get('experiments', []))}"
-            + (f" ({'; '.join(extras)})" if extras else "") + "."
-        )
-        if "quick" in source.get("experiments", []):
-            lines += ["", "> **quick: reduced budget, not comparable to the paper.**"]
+    lines = [f"# {spec['title']}", ""] + _source_lines(spec, source)
     lines += [
         "",
         "Each cell: our mean ± population std (seeds run) over the paper's mean ± std, and our "
