@@ -75,7 +75,7 @@ mnist-teachers: data ## MNIST teacher study (issue 15): 13 teacher variants (~2.
 # The teacher the study chose (its table's "chosen" row): TEACHER=<conf/teacher yaml>, LABEL_DROPOUT=true when that row says on.
 TEACHER ?=
 LABEL_DROPOUT ?= false
-table5-matched: data ## Table 5 again with the study's chosen teacher (TEACHER=..., ~6 h on 2 cores), then both runs beside the paper
+table5-matched: data ## Table 5 again with the study's chosen teacher (TEACHER=..., 6-12 h on 2 cores by processor), then both runs beside the paper
 	@test -n "$(TEACHER)" || { echo "error: set TEACHER=<the chosen variant of results/tables/mnist_teachers.md>, e.g. make table5-matched TEACHER=cnn10_same"; exit 2; }
 	$(PY) -m dfkd.distill -m experiment=table5_matched teacher=$(TEACHER) teacher.label_dropout=$(LABEL_DROPOUT)
 	$(PY) -m dfkd.report --records results/table5_matched/records --out results/table5_matched/tables --tables table5
