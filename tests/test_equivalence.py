@@ -15,7 +15,9 @@ from dfkd.engine.teacher import TeacherConfig, train_teachers
 from dfkd.methods.direct import Direct
 from dfkd.methods.generator import Generator
 from dfkd.methods.random import Random
-from dfkd.models.mlp import mlp_module, module_params
+from dfkd.models.cnn import CNNStack
+from dfkd.models.mlp import MLPStack, mlp_module, module_params
+from dfkd.models.rbf import RBFStack
 
 TEACHER = TeacherConfig(hidden=30, max_epochs=40, stop_after=5, plateau_patience=2)
 STUDENT = StudentConfig(hidden=5, epochs=15, steps_per_epoch=3)
@@ -100,3 +102,14 @@ def test_reference_loop_covers_the_paper_methods_and_refuses_others():
     assert [has_reference(m) for m in ("random", "generator", "direct", "de", "scaled")] == [True] * 3 + [False] * 2
     with pytest.raises(ValueError, match="no form of method 'de'"):
         distill_reference(None, None, 1, "de", {}, AlphaSchedule("decreasing"))
+
+
+@pytest.mark.parametrize("stack, args", [(MLPStack, (6, 4, 1)), (RBFStack, (6, 3)), (CNNStack, (2,))],
+                         ids=["mlp", "rbf", "cnn"])
+def test_every_stack_takes_flat_parameters_of_its_own_shape_only(stack, args):
+    zeros = stack(*args, 2)
+    assert zeros.flat.shape == (2, zeros.n_params) and zeros.flat.abs().sum() == 0
+    given = torch.ones(2, zeros.n_params)
+    assert stack(*args, 2, flat=given).flat is given
+    with pytest.raises(ValueError, match=rf"shape \(2, {zeros.n_params + 1}\), expected \(2, {zeros.n_params}\)"):
+        stack(*args, 2, flat=torch.zeros(2, zeros.n_params + 1))

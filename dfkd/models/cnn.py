@@ -36,7 +36,7 @@ from torch import nn
 
 from dfkd.core.state import generator_states, set_generator_states
 from dfkd.errors import ConfigError
-from dfkd.models.mlp import FeatureLayer, unknown_layer
+from dfkd.models.mlp import FeatureLayer, flat_buffer, unknown_layer
 
 
 #: Padding names the configs may use ("valid" = 0, "same" = 1 for the 3x3 convolutions), besides 0 and 1.
@@ -88,11 +88,7 @@ class _FlatStack:
         self.device = torch.device(device)
         self.sizes = [math.prod(shape) for _, shape, _ in layers]
         self.n_params = sum(self.sizes)
-        if flat is None:
-            flat = torch.zeros(replicas, self.n_params, device=self.device)
-        if tuple(flat.shape) != (replicas, self.n_params):
-            raise ValueError(f"flat parameters have shape {tuple(flat.shape)}, expected {(replicas, self.n_params)}")
-        self.flat = flat
+        self.flat = flat_buffer(flat, replicas, self.n_params, self.device)
         self.generators = None
         self._frozen = False
 

@@ -120,6 +120,19 @@ def module_params(net: nn.Sequential) -> dict[str, torch.Tensor]:
     }
 
 
+def flat_buffer(flat: torch.Tensor | None, replicas: int, n_params: int, device: torch.device) -> torch.Tensor:
+    """The ``(R, P)`` parameter tensor of a stack: ``flat`` checked for that shape, or zeros when it is None.
+
+    Raises:
+        ValueError: ``flat`` has another shape.
+    """
+    if flat is None:
+        return torch.zeros(replicas, n_params, device=device)
+    if tuple(flat.shape) != (replicas, n_params):
+        raise ValueError(f"flat parameters have shape {tuple(flat.shape)}, expected {(replicas, n_params)}")
+    return flat
+
+
 @dataclass(frozen=True)
 class FeatureLayer:
     """One hidden layer of a frozen stack, opened up for methods that model its features (``soft_target``).
@@ -180,11 +193,7 @@ class MLPStack:
         self.device = torch.device(device)
         self.sizes = [d_in * hidden, hidden, hidden * d_out, d_out]
         self.n_params = sum(self.sizes)
-        if flat is None:
-            flat = torch.zeros(replicas, self.n_params, device=self.device)
-        if flat.shape != (replicas, self.n_params):
-            raise ValueError(f"flat parameters have shape {tuple(flat.shape)}, expected {(replicas, self.n_params)}")
-        self.flat = flat
+        self.flat = flat = flat_buffer(flat, replicas, self.n_params, self.device)
         self.w1, self.b1, self.w2, self.b2 = self.views(flat)
 
     @property

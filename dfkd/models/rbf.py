@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from dfkd.errors import ConfigError
+from dfkd.models.mlp import flat_buffer
 
 
 def init_rbf_params(d_in: int, centres: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -103,11 +104,7 @@ class RBFStack:
         self.device = torch.device(device)
         self.sizes = [centres * d_in, centres, centres, 1]
         self.n_params = sum(self.sizes)
-        if flat is None:
-            flat = torch.zeros(replicas, self.n_params, device=self.device)
-        if flat.shape != (replicas, self.n_params):
-            raise ValueError(f"flat parameters have shape {tuple(flat.shape)}, expected {(replicas, self.n_params)}")
-        self.flat = flat
+        self.flat = flat_buffer(flat, replicas, self.n_params, self.device)
 
     # -- layout -------------------------------------------------------------
     def views(self, flat: torch.Tensor):
