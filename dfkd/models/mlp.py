@@ -193,8 +193,8 @@ class MLPStack:
         self.device = torch.device(device)
         self.sizes = [d_in * hidden, hidden, hidden * d_out, d_out]
         self.n_params = sum(self.sizes)
-        self.flat = flat = flat_buffer(flat, replicas, self.n_params, self.device)
-        self.w1, self.b1, self.w2, self.b2 = self.views(flat)
+        self.flat = flat_buffer(flat, replicas, self.n_params, self.device)
+        self.w1, self.b1, self.w2, self.b2 = self.views(self.flat)
 
     @property
     def input_shape(self) -> tuple:
