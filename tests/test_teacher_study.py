@@ -217,6 +217,35 @@ def test_table5_variance_preset_hashes_apart(tmp_path, data_mirror):
         assert cell_hash(var, 1, rec["batch_size"]) == rec["config_hash"]
 
 
+def test_committed_table5_matched_run_is_what_its_records_and_preset_say(tmp_path, data_mirror):
+    """The committed table5_matched run: every record distils from cnn10_same's teacher with the students HEAD's
+    preset would train (same cell hash), and its Table 5 and the comparison page are what the report writes from
+    those records today."""
+    from conftest import tiny_settings
+    from dfkd.cell import cell_hash
+    from dfkd.report import matched
+    from dfkd.report.__main__ import main as report_main
+
+    run = REPO / "results" / "reference" / "table5_matched"
+    if not run.is_dir():
+        pytest.skip("table5_matched not committed yet")
+    records = sorted((run / "records").rglob("seed*.json"))
+    assert len(records) == 15  # 3 methods x 5 runs
+    for path in records:
+        rec = json.loads(path.read_text())
+        method = path.parent.name
+        s = tiny_settings(tmp_path, data_mirror, ["experiment=table5_matched", "teacher=cnn10_same",
+                                                  "teacher.label_dropout=false", f"variant={method}"])
+        assert rec["experiment"] == "table5_matched" and rec["teacher_key"] == s.teacher_key(), path
+        assert rec["config_hash"] == cell_hash(s, rec["seed"], rec["batch_size"]), path
+    assert report_main(["--records", str(run / "records"), "--out", str(tmp_path / "t"), "--tables", "table5"]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "t" / "table5.csv"), pd.read_csv(run / "tables" / "table5.csv"))
+    out = tmp_path / "matched.md"
+    assert matched.main(["--today", str(REPO / "results" / "reference" / "tables" / "table5.csv"),
+                         "--matched", str(run / "tables" / "table5.csv"), "--out", str(out)]) == 0
+    assert out.read_text() == (REPO / "results" / "reference" / "tables" / "table5_matched.md").read_text()
+
+
 # -- end to end ---------------------------------------------------------------------------
 def test_tiny_study_writes_its_table_and_resumes(tmp_path, data_mirror):
     from dfkd.teacher_study import run_study
