@@ -297,8 +297,23 @@ def test_matched_report(tmp_path):
     text = out.read_text()
     assert "Direct optimizer MAE: 1.8540 -> 1.3000, toward" in text and "Random sampling MAE: 2.5770 -> 2.6000, away" in text
     assert "within 2 paper stds".lower() in text.lower() and "1 of 2" in text
+    # a move of 5.5 run stds is beyond the spread, one of 0.23 is not
+    assert "1.3000, toward the paper's 1.179 (gap +0.6750 -> +0.1210); Welch's t-test p = " in text
+    assert text.count("beyond the run-to-run spread") == 1 and text.count("within the run-to-run spread") == 1
     assert matched_main(["--today", str(tmp_path / "nope.csv"), "--matched", str(tmp_path / "b.csv"),
                          "--out", str(out)]) == 2
+
+
+def test_matched_welch_from_summaries_equals_the_test_on_the_runs():
+    from scipy import stats
+
+    from dfkd.report.matched import _welch
+
+    a, b = np.array([1.9, 1.7, 2.0, 1.85, 1.8]), np.array([1.6, 1.75, 1.7, 1.9, 1.65, 1.8])
+    summary = lambda x: pd.Series(dict(mean=x.mean(), std=x.std(), n_ok=x.size))  # noqa: E731  (population std)
+    p = stats.ttest_ind(b, a, equal_var=False).pvalue
+    assert f"p = {p:.2g} (5 and 6 runs)" in _welch(summary(a), summary(b))
+    assert _welch(summary(a), summary(b[:1])) == "; too few runs for a test"
 
 
 # -- mistakes, one line each ---------------------------------------------------------------

@@ -8,7 +8,8 @@ teacher study chose, issue 15).
 Both inputs are the ``table5.csv`` summaries ``python -m dfkd.report --tables table5`` writes (mean, population
 std, the paper's mean and std, z in paper stds). The output shows, per metric and column, the paper's value and
 each run's, how many cells of each run lie within two paper stds, and whether direct optimization's and random
-sampling's MAE moved toward the paper's (1.179 and 1.554). Never trains.
+sampling's MAE moved toward the paper's (1.179 and 1.554), with Welch's t-test between the two runs' means (from
+the summaries: population std and run count) saying whether the move exceeds the run-to-run spread. Never trains.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from dfkd.errors import ConfigError
 from dfkd.records import atomic_write_bytes
@@ -60,6 +62,18 @@ def _cell(row) -> str:
     return text
 
 
+def _welch(a, b) -> str:
+    """Welch's t-test between two runs' means, from their summaries (population std, run count), as a clause."""
+    n_a, n_b = int(a["n_ok"]), int(b["n_ok"])
+    if min(n_a, n_b) < 2:
+        return "; too few runs for a test"
+    sample_std = lambda row, n: float(row["std"]) * math.sqrt(n / (n - 1))  # noqa: E731  (ddof 0 -> 1)
+    test = stats.ttest_ind_from_stats(b["mean"], sample_std(b, n_b), n_b, a["mean"], sample_std(a, n_a), n_a,
+                                      equal_var=False)
+    verdict = "beyond" if test.pvalue < 0.05 else "within"
+    return f"; Welch's t-test p = {test.pvalue:.2g} ({n_a} and {n_b} runs): {verdict} the run-to-run spread"
+
+
 def render(today: pd.DataFrame, matched: pd.DataFrame, labels=("today (cnn10)", "matched teacher")) -> str:
     """The Markdown page comparing both runs with the paper."""
     keys = list(dict.fromkeys(list(today.index) + list(matched.index)))
@@ -88,7 +102,7 @@ def render(today: pd.DataFrame, matched: pd.DataFrame, labels=("today (cnn10)", 
             moved = ("toward" if abs(b - p) < abs(a - p) else "away from" if abs(b - p) > abs(a - p)
                      else "no nearer to")
             lines.append(f"- {column} {metric}: {a:.4f} -> {b:.4f}, {moved} the paper's {p:.3f} "
-                         f"(gap {a - p:+.4f} -> {b - p:+.4f}).")
+                         f"(gap {a - p:+.4f} -> {b - p:+.4f}){_welch(today.loc[key], matched.loc[key])}.")
         else:
             lines.append(f"- {column} {metric}: the matched run has no number yet.")
     return "\n".join(lines) + "\n"
