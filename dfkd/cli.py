@@ -4,6 +4,7 @@ Hydra reports an unknown config option in a dozen lines; a researcher should get
 one that names the fix. :func:`check_overrides` looks at ``sys.argv`` before
 Hydra does, and :func:`guarded` turns every :class:`~dfkd.errors.DfkdError`
 raised inside a job into ``error: <message>`` on stderr and exit status 2.
+:func:`hydra_entry` makes an entry module's ``main`` (the Hydra task) and ``cli`` (its console command) from these.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import re
 import sys
 from pathlib import Path
 
+import hydra
 from omegaconf import OmegaConf
 
 from dfkd.core.paths import CONF_DIR
@@ -143,3 +145,32 @@ def main_with_checks(hydra_main) -> None:
         sys.exit(2)
     stop_workers_on_sigterm()
     hydra_main()
+
+
+def hydra_entry(run, config_name: str, *, config_path: str = CONF_PATH, check_command_line: bool = True):
+    """The ``main`` and ``cli`` of an entry module whose job is ``run(cfg)`` on the composed config as a dict.
+
+    ``main`` is the ``@hydra.main`` task (``guarded``: a :class:`~dfkd.errors.DfkdError` is one line and exit 2);
+    ``cli`` the console command, which checks the command line first unless ``check_command_line`` is false (an
+    entry with its own primary config folder, whose groups are not ours). Hydra names the job, and so its log file,
+    after the module that defines ``run``, as it did when each module decorated its own ``main``.
+    """
+
+    def task(cfg: dict):
+        return run(cfg)
+
+    module = run.__module__
+    if module == "__main__":  # python -m dfkd.x: Hydra would name the job after the file defining task (cli.py)
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        module = spec.name if spec is not None else module
+    task.__module__, task.__qualname__ = module, "main"
+    main = hydra.main(config_path=config_path, config_name=config_name, version_base="1.3")(guarded(task))
+
+    def cli() -> None:
+        if check_command_line:
+            main_with_checks(main)
+        else:
+            main()
+
+    cli.__module__ = run.__module__
+    return main, cli

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import logging
 
-import hydra
 
-from dfkd.cli import CONF_PATH, guarded, main_with_checks
+from dfkd.cli import hydra_entry
 from dfkd.cell import run_cell
 from dfkd.settings import settings_from_dict
 
@@ -24,17 +23,7 @@ def run_config(cfg: dict, log=None) -> dict:
     return run_cell(settings_from_dict(cfg), log=log or logging.getLogger("dfkd").info)
 
 
-@hydra.main(config_path=CONF_PATH, config_name="config", version_base="1.3")
-@guarded
-def main(cfg: dict):
-    """Validate the composed config and run the cell; returns its summary."""
-    return run_config(cfg)
-
-
-def cli() -> None:
-    """The ``dfkd-distill`` command: ``python -m dfkd.distill`` (the command line is checked before Hydra sees it)."""
-    main_with_checks(main)
-
+main, cli = hydra_entry(run_config, "config")  # the `dfkd-distill` command: python -m dfkd.distill
 
 if __name__ == "__main__":
     cli()

@@ -16,10 +16,9 @@ import json
 import os
 from pathlib import Path
 
-import hydra
 import numpy as np
 
-from dfkd.cli import CONF_PATH, guarded
+from dfkd.cli import CONF_PATH, hydra_entry
 from dfkd.errors import ConfigError
 from dfkd.records import atomic_write_bytes, config_hash, git_commit
 
@@ -145,17 +144,8 @@ def run_own(cfg: dict, log=print) -> dict:
     return {"out": str(out), "fidelity": fid, "export": exported, "resumed": ckpt.resumed_epoch is not None}
 
 
-@hydra.main(config_path=OWN_CONF, config_name="own", version_base="1.3")
-@guarded
-def main(cfg: dict):
-    """Validate the composed config and run it."""
-    return run_own(cfg)
-
-
-def cli() -> None:
-    """The ``dfkd-own`` command: ``python -m dfkd.own``."""
-    main()
-
+# `dfkd-own`: python -m dfkd.own (its own primary config folder, so no check of our groups' overrides)
+main, cli = hydra_entry(run_own, "own", config_path=OWN_CONF, check_command_line=False)
 
 if __name__ == "__main__":
     cli()

@@ -22,13 +22,12 @@ import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import hydra
 import numpy as np
 import pandas as pd
 import torch
 
 from dfkd import records
-from dfkd.cli import CONF_PATH, guarded, main_with_checks
+from dfkd.cli import hydra_entry
 from dfkd.engine.perf import tune_process
 from dfkd.core.rng import stream_seed
 from dfkd.engine.snapshots import check_snapshots, probe_snapshots
@@ -308,17 +307,8 @@ def run_study(cfg: dict, log=print) -> dict:
     return {"status": status, "figures": [str(p) for p in paths], "numbers": str(folder)}
 
 
-@hydra.main(config_path=CONF_PATH, config_name="study", version_base="1.3")
-@guarded
-def main(cfg: dict):
-    """Validate the composed study config and run it."""
-    return run_study(cfg, log=logging.getLogger("dfkd").info)
-
-
-def cli() -> None:
-    """The ``dfkd-study`` command: ``python -m dfkd.study`` (the command line is checked before Hydra sees it)."""
-    main_with_checks(main)
-
+# the `dfkd-study` command: python -m dfkd.study
+main, cli = hydra_entry(lambda cfg: run_study(cfg, log=logging.getLogger("dfkd").info), "study")
 
 if __name__ == "__main__":
     cli()

@@ -24,14 +24,13 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import hydra
 import numpy as np
 import pandas as pd
 import torch
 
 from dfkd import records
 from dfkd.cell import get_teachers, load_data, resolve_device
-from dfkd.cli import CONF_PATH, guarded, main_with_checks
+from dfkd.cli import hydra_entry
 from dfkd.core import rng
 from dfkd.core.paths import CONF_DIR
 from dfkd.core.validate import integer, number, pos_int
@@ -428,17 +427,8 @@ def run_study(cfg: dict, log=print) -> dict:
             "chosen": {"variant": str(pick["variant"]), "label_dropout": bool(pick["label_dropout"])}}
 
 
-@hydra.main(config_path=CONF_PATH, config_name="mnist_teachers", version_base="1.3")
-@guarded
-def main(cfg: dict):
-    """Validate the composed study config and run it."""
-    return run_study(cfg, log=logging.getLogger("dfkd").info)
-
-
-def cli() -> None:
-    """``python -m dfkd.teacher_study`` (the command line is checked before Hydra sees it)."""
-    main_with_checks(main)
-
+# the `dfkd-teacher-study` command: python -m dfkd.teacher_study
+main, cli = hydra_entry(lambda cfg: run_study(cfg, log=logging.getLogger("dfkd").info), "mnist_teachers")
 
 if __name__ == "__main__":
     cli()

@@ -169,3 +169,20 @@ def test_table6_presets():
     quick = compose_dict(["experiment=quick_table6"], hydra_cfg=True)
     assert quick.experiment_name == "quick" and Path(quick.results_dir) == Path("results/quick")
     assert quick.epochs < cfg.epochs and quick.dataset.name == "protein"
+
+
+@pytest.mark.parametrize("module", ["dfkd.distill", "dfkd.teachers", "dfkd.study", "dfkd.teacher_study", "dfkd.own"])
+def test_each_entry_names_its_hydra_job_and_log_after_its_module(module):
+    """``cli.hydra_entry`` builds every entry's task in dfkd/cli.py; the job (and its log file, ``<job>.log``) is
+    still named after the entry module, under ``python -m`` as well as from the installed command."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", module, "--cfg", "hydra"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    job = OmegaConf.create(proc.stdout).hydra.job
+    assert job.name == module.rpartition(".")[2]
+    from importlib import import_module
+
+    main = import_module(module).main
+    assert main.__wrapped__.__module__ == module and main.__wrapped__.__qualname__ == "main"

@@ -106,7 +106,10 @@ def test_wheel_ships_every_config_spec_and_module_and_names_the_commands(wheel):
     for target in SCRIPTS.values():
         module, func = target.split(":")
         tree = ast.parse((REPO_ROOT / (module.replace(".", "/") + ".py")).read_text())
-        assert func in {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}, target
+        bound = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}  # def cli(): ...
+        bound |= {e.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets  # main, cli = hydra_entry(...)
+                  for e in (t.elts if isinstance(t, ast.Tuple) else [t]) if isinstance(e, ast.Name)}
+        assert func in bound, target
 
 
 def test_the_source_checkout_uses_its_top_level_conf_and_experiments():

@@ -19,6 +19,8 @@ from dfkd.errors import DataMissingError, TeacherError
 from dfkd.cell import run_cell
 from dfkd.settings import settings_from_dict
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # the cached-teacher test asks for the 1-thread stamp
+
 TINY = ["dataset=cpusmall", "seeds=2", "epochs=4", "steps_per_epoch=2", "teacher.max_epochs=3", "progress=false"]
 REPO = Path(__file__).resolve().parents[1]
 
