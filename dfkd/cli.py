@@ -42,8 +42,9 @@ def groups() -> list[str]:
     return sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name not in ("hydra", "own"))
 
 
-def check_overrides(argv: list[str]) -> None:
-    """Reject unknown group options in command-line overrides with a one-line ConfigError."""
+def check_overrides(argv: list[str], config_name: str | None = "config") -> None:
+    """Reject unknown group options, and with ``config_name`` unknown keys, in command-line overrides with a
+    one-line ConfigError."""
     known = set(groups())
     for arg in argv:
         if arg.startswith("-") or "=" not in arg:
@@ -61,6 +62,61 @@ def check_overrides(argv: list[str]) -> None:
             if choice not in valid and choice != "null":
                 raise ConfigError(f"unknown {key} '{choice}': choose one of {', '.join(valid)} (conf/{key}/)")
     check_required_choices(argv)
+    if config_name is not None:
+        check_keys(argv, config_name)
+
+
+def _key_overrides(argv: list[str]) -> list[str]:
+    """The keys that plain ``key=value`` overrides set (not ``+key`` additions, deletions, groups or hydra's own)."""
+    known = set(groups())
+    keys = []
+    for arg in argv:
+        key = arg.partition("=")[0]
+        if arg.startswith("-") or "=" not in arg or key[:1] in "+~" or "/" in key or "@" in key:
+            continue
+        if key not in known and key.split(".")[0] != "hydra":
+            keys.append(key)
+    return keys
+
+
+def check_keys(argv: list[str], config_name: str = "config") -> None:
+    """A misspelt key (``datset=pole``, ``teacher.epochz=3``) in one line that names the key meant.
+
+    Hydra's own message spans five lines and proposes ``+datset=pole``, which adds the typo as a new key. The
+    config is composed with the command line's group choices (the first of a sweep's); a key that is not in it is
+    reported with the closest keys at its level. A composition that fails for another reason is left to Hydra.
+    """
+    import difflib
+
+    keys = _key_overrides(argv)
+    if not keys:
+        return
+    from hydra import compose, initialize_config_dir
+
+    known = set(groups())
+    choices = []
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if not arg.startswith("-") and (key in known or "/" in key) and value and not _SWEEP_FN.match(value):
+            choices.append(f"{key}={value.split(',')[0]}")
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose(config_name, overrides=choices)
+    except Exception:  # noqa: BLE001  (a bad choice or a required one: other checks and Hydra say so)
+        return
+    for key in keys:
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        if not OmegaConf.is_config(node) or OmegaConf.is_list(node):
+            continue  # a list index or a value below a leaf: Hydra's message is the clear one
+        if leaf in node:
+            continue
+        near = difflib.get_close_matches(leaf, [str(k) for k in node.keys()], n=3, cutoff=0.6)
+        prefix = f"{parent}." if parent else ""
+        hint = f"did you mean {' or '.join(prefix + n for n in near)}? " if near else ""
+        where = f"{parent} has no key {leaf!r}" if parent else f"no key {leaf!r} in conf/{config_name}.yaml"
+        raise ConfigError(f"unknown option {key!r} ({where}): {hint}"
+                          f"to add a new key on purpose, write +{key}=...")
 
 
 _REQUIRED = re.compile(r"^\s*-\s*override\s+/(\w+)\s*:\s*\?\?\?\s*$", re.M)
@@ -136,10 +192,10 @@ def stop_workers_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def main_with_checks(hydra_main) -> None:
-    """Run a ``@hydra.main`` function after checking the command line."""
+def main_with_checks(hydra_main, config_name: str = "config") -> None:
+    """Run a ``@hydra.main`` function (primary config ``config_name``) after checking the command line."""
     try:
-        check_overrides(sys.argv[1:])
+        check_overrides(sys.argv[1:], config_name)
     except DfkdError as exc:
         report(exc)
         sys.exit(2)
@@ -168,7 +224,7 @@ def hydra_entry(run, config_name: str, *, config_path: str = CONF_PATH, check_co
 
     def cli() -> None:
         if check_command_line:
-            main_with_checks(main)
+            main_with_checks(main, config_name)
         else:
             main()
 

@@ -7,7 +7,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from dfkd.cli import CONF_DIR, check_overrides, groups, options
+from dfkd.cli import CONF_DIR, check_keys, check_overrides, groups, options
 from dfkd.engine.alpha import AlphaSchedule
 from dfkd.errors import ConfigError
 from dfkd.report.tables import load_table_specs, variant_names
@@ -186,3 +186,29 @@ def test_each_entry_names_its_hydra_job_and_log_after_its_module(module):
 
     main = import_module(module).main
     assert main.__wrapped__.__module__ == module and main.__wrapped__.__qualname__ == "main"
+
+
+@pytest.mark.parametrize("argv", [
+    ["seeds=2", "epochs=5"], ["dataset=pole,mv", "method=direct,generator", "epochs=3"],
+    ["experiment=table5", "variant=direct_mnist-decreasing", "dataset.split.n_val=100", "subset.train=200"],
+    ["experiment=table5_matched", "teacher=cnn10_same", "teacher.label_dropout=false"],
+    ["+foo=1", "~threads", "hydra.verbose=true", "hydra/launcher=local", "-m", "--cfg", "job"],
+    ["dataset=nope", "datset=pole"],  # a composition that fails is left to the group check and Hydra
+])
+def test_check_keys_passes_real_keys(argv):
+    check_keys(argv)
+
+
+@pytest.mark.parametrize("argv,config_name,match", [
+    (["seed=3"], "config", r"unknown option 'seed' \(no key 'seed' in conf/config.yaml\): did you mean seeds\? "
+                           r"to add a new key on purpose, write \+seed=\.\.\.$"),
+    (["experiment=table5", "subset.trian=5"], "config", r"subset has no key 'trian'\): did you mean subset.train\?"),
+    (["dataset=mnist", "teacher=cnn10", "teacher.params.paddin=same"], "config", r"did you mean teacher.params.padding\?"),
+    (["qqq=1"], "config", r"no key 'qqq' in conf/config.yaml\): to add"),
+    (["imagez=3"], "study", r"conf/study.yaml"),
+    (["p_mn=0.1"], "mnist_teachers", r"did you mean p_min\?"),
+])
+def test_check_keys_names_the_key_meant_in_one_line(argv, config_name, match):
+    with pytest.raises(ConfigError, match=match) as exc:
+        check_keys(argv, config_name)
+    assert "\n" not in str(exc.value)

@@ -41,8 +41,12 @@ def one_line_error(proc) -> str:
     (["teacher.hidden=0"], "teacher.hidden must be a positive integer, got 0"),
     (["student.lr=fast"], "student.lr must be a number, got 'fast'"),
     (["+teacher.depth=3"], "teacher.depth is not a setting of TeacherConfig"),
+    (["datset=pole"], "unknown option 'datset' (no key 'datset' in conf/config.yaml): did you mean dataset? "
+                      "to add a new key on purpose, write +datset=..."),
+    (["dataset=pole", "teacher.max_epoch=3"], "unknown option 'teacher.max_epoch' (teacher has no key 'max_epoch'): "
+                                              "did you mean teacher.max_epochs?"),
 ], ids=["text lr", "negative threads", "mnist with table networks", "zero teacher width", "text student lr",
-        "unknown teacher key"])
+        "unknown teacher key", "misspelt top-level key", "misspelt teacher key"])
 def test_bad_value_is_one_line_and_writes_nothing(tmp_path, args, expect):
     line = one_line_error(distill(tmp_path, *args))
     assert expect in line
