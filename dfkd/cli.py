@@ -66,9 +66,15 @@ def check_overrides(argv: list[str], config_name: str | None = "config") -> None
         check_keys(argv, config_name)
 
 
-def _key_overrides(argv: list[str]) -> list[str]:
+def _groups_of(config_dir: Path) -> set[str]:
+    """The config groups of a primary config folder: ours for ``conf/``, its own subfolders otherwise."""
+    if Path(config_dir) == CONF_DIR:
+        return set(groups())
+    return {p.name for p in Path(config_dir).iterdir() if p.is_dir() and p.name != "hydra"}
+
+
+def _key_overrides(argv: list[str], known: set[str]) -> list[str]:
     """The keys that plain ``key=value`` overrides set (not ``+key`` additions, deletions, groups or hydra's own)."""
-    known = set(groups())
     keys = []
     for arg in argv:
         key = arg.partition("=")[0]
@@ -79,7 +85,7 @@ def _key_overrides(argv: list[str]) -> list[str]:
     return keys
 
 
-def check_keys(argv: list[str], config_name: str = "config") -> None:
+def check_keys(argv: list[str], config_name: str = "config", config_dir: str | Path = CONF_DIR) -> None:
     """A misspelt key (``datset=pole``, ``teacher.epochz=3``) in one line that names the key meant.
 
     Hydra's own message spans five lines and proposes ``+datset=pole``, which adds the typo as a new key. The
@@ -88,19 +94,19 @@ def check_keys(argv: list[str], config_name: str = "config") -> None:
     """
     import difflib
 
-    keys = _key_overrides(argv)
+    known = _groups_of(Path(config_dir))
+    keys = _key_overrides(argv, known)
     if not keys:
         return
     from hydra import compose, initialize_config_dir
 
-    known = set(groups())
     choices = []
     for arg in argv:
         key, _, value = arg.partition("=")
         if not arg.startswith("-") and (key in known or "/" in key) and value and not _SWEEP_FN.match(value):
             choices.append(f"{key}={value.split(',')[0]}")
     try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
             cfg = compose(config_name, overrides=choices)
     except Exception:  # noqa: BLE001  (a bad choice or a required one: other checks and Hydra say so)
         return
@@ -114,7 +120,8 @@ def check_keys(argv: list[str], config_name: str = "config") -> None:
         near = difflib.get_close_matches(leaf, [str(k) for k in node.keys()], n=3, cutoff=0.6)
         prefix = f"{parent}." if parent else ""
         hint = f"did you mean {' or '.join(prefix + n for n in near)}? " if near else ""
-        where = f"{parent} has no key {leaf!r}" if parent else f"no key {leaf!r} in conf/{config_name}.yaml"
+        primary = (Path(config_dir) / f"{config_name}.yaml").relative_to(CONF_DIR.parent).as_posix()
+        where = f"{parent} has no key {leaf!r}" if parent else f"no key {leaf!r} in {primary}"
         raise ConfigError(f"unknown option {key!r} ({where}): {hint}"
                           f"to add a new key on purpose, write +{key}=...")
 
@@ -192,10 +199,14 @@ def stop_workers_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def main_with_checks(hydra_main, config_name: str = "config") -> None:
-    """Run a ``@hydra.main`` function (primary config ``config_name``) after checking the command line."""
+def main_with_checks(hydra_main, config_name: str = "config", config_dir: str | Path = CONF_DIR,
+                     check_groups: bool = True) -> None:
+    """Run a ``@hydra.main`` function (primary config ``config_name`` in ``config_dir``) after checking the
+    command line: its keys, and with ``check_groups`` the options of our config groups."""
     try:
-        check_overrides(sys.argv[1:], config_name)
+        if check_groups:
+            check_overrides(sys.argv[1:], None)
+        check_keys(sys.argv[1:], config_name, config_dir)
     except DfkdError as exc:
         report(exc)
         sys.exit(2)
@@ -203,12 +214,12 @@ def main_with_checks(hydra_main, config_name: str = "config") -> None:
     hydra_main()
 
 
-def hydra_entry(run, config_name: str, *, config_path: str = CONF_PATH, check_command_line: bool = True):
+def hydra_entry(run, config_name: str, *, config_path: str = CONF_PATH, check_groups: bool = True):
     """The ``main`` and ``cli`` of an entry module whose job is ``run(cfg)`` on the composed config as a dict.
 
     ``main`` is the ``@hydra.main`` task (``guarded``: a :class:`~dfkd.errors.DfkdError` is one line and exit 2);
-    ``cli`` the console command, which checks the command line first unless ``check_command_line`` is false (an
-    entry with its own primary config folder, whose groups are not ours). Hydra names the job, and so its log file,
+    ``cli`` the console command, which checks the command line's keys first, and its group options unless
+    ``check_groups`` is false (an entry with its own primary config folder, whose groups are not ours). Hydra names the job, and so its log file,
     after the module that defines ``run``, as it did when each module decorated its own ``main``.
     """
 
@@ -223,10 +234,7 @@ def hydra_entry(run, config_name: str, *, config_path: str = CONF_PATH, check_co
     main = hydra.main(config_path=config_path, config_name=config_name, version_base="1.3")(guarded(task))
 
     def cli() -> None:
-        if check_command_line:
-            main_with_checks(main, config_name)
-        else:
-            main()
+        main_with_checks(main, config_name, config_path, check_groups)
 
     cli.__module__ = run.__module__
     return main, cli

@@ -144,8 +144,8 @@ def run_own(cfg: dict, log=print) -> dict:
     return {"out": str(out), "fidelity": fid, "export": exported, "resumed": ckpt.resumed_epoch is not None}
 
 
-# `dfkd-own`: python -m dfkd.own (its own primary config folder, so no check of our groups' overrides)
-main, cli = hydra_entry(run_own, "own", config_path=OWN_CONF, check_command_line=False)
+# `dfkd-own`: python -m dfkd.own (its own primary config folder, so no check of our groups' options)
+main, cli = hydra_entry(run_own, "own", config_path=OWN_CONF, check_groups=False)
 
 if __name__ == "__main__":
     cli()

@@ -212,3 +212,10 @@ def test_check_keys_names_the_key_meant_in_one_line(argv, config_name, match):
     with pytest.raises(ConfigError, match=match) as exc:
         check_keys(argv, config_name)
     assert "\n" not in str(exc.value)
+
+
+def test_check_keys_reads_the_own_entry_s_primary_config():
+    own = CONF_DIR / "own"
+    check_keys(["teacher=model.pt", "data.x=rows.csv"], "own", own)
+    with pytest.raises(ConfigError, match=r"no key 'teachr' in conf/own/own.yaml\): did you mean teacher\?"):
+        check_keys(["teachr=model.pt"], "own", own)
