@@ -9,6 +9,7 @@ raised inside a job into ``error: <message>`` on stderr and exit status 2.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import logging
 import re
@@ -37,14 +38,14 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
-def groups() -> list[str]:
-    """Our config groups (not Hydra's own, nor ``own/``: the primary config folder of ``python -m dfkd.own``)."""
-    return sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name not in ("hydra", "own"))
+def groups(config_dir: Path = CONF_DIR) -> list[str]:
+    """The config groups of a primary config folder, ours by default (not Hydra's own, nor ``own/``: the primary
+    config folder of ``python -m dfkd.own``)."""
+    return sorted(p.name for p in Path(config_dir).iterdir() if p.is_dir() and p.name not in ("hydra", "own"))
 
 
-def check_overrides(argv: list[str], config_name: str | None = "config") -> None:
-    """Reject unknown group options, and with ``config_name`` unknown keys, in command-line overrides with a
-    one-line ConfigError."""
+def check_overrides(argv: list[str]) -> None:
+    """Reject unknown group options in command-line overrides with a one-line ConfigError."""
     known = set(groups())
     for arg in argv:
         if arg.startswith("-") or "=" not in arg:
@@ -62,15 +63,6 @@ def check_overrides(argv: list[str], config_name: str | None = "config") -> None
             if choice not in valid and choice != "null":
                 raise ConfigError(f"unknown {key} '{choice}': choose one of {', '.join(valid)} (conf/{key}/)")
     check_required_choices(argv)
-    if config_name is not None:
-        check_keys(argv, config_name)
-
-
-def _groups_of(config_dir: Path) -> set[str]:
-    """The config groups of a primary config folder: ours for ``conf/``, its own subfolders otherwise."""
-    if Path(config_dir) == CONF_DIR:
-        return set(groups())
-    return {p.name for p in Path(config_dir).iterdir() if p.is_dir() and p.name != "hydra"}
 
 
 def _key_overrides(argv: list[str], known: set[str]) -> list[str]:
@@ -92,22 +84,18 @@ def check_keys(argv: list[str], config_name: str = "config", config_dir: str | P
     config is composed with the command line's group choices (the first of a sweep's); a key that is not in it is
     reported with the closest keys at its level. A composition that fails for another reason is left to Hydra.
     """
-    import difflib
-
-    known = _groups_of(Path(config_dir))
+    known = set(groups(config_dir))
     keys = _key_overrides(argv, known)
     if not keys:
         return
-    from hydra import compose, initialize_config_dir
-
     choices = []
     for arg in argv:
         key, _, value = arg.partition("=")
         if not arg.startswith("-") and (key in known or "/" in key) and value and not _SWEEP_FN.match(value):
             choices.append(f"{key}={value.split(',')[0]}")
     try:
-        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-            cfg = compose(config_name, overrides=choices)
+        with hydra.initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+            cfg = hydra.compose(config_name, overrides=choices)
     except Exception:  # noqa: BLE001  (a bad choice or a required one: other checks and Hydra say so)
         return
     for key in keys:
@@ -205,7 +193,7 @@ def main_with_checks(hydra_main, config_name: str = "config", config_dir: str | 
     command line: its keys, and with ``check_groups`` the options of our config groups."""
     try:
         if check_groups:
-            check_overrides(sys.argv[1:], None)
+            check_overrides(sys.argv[1:])
         check_keys(sys.argv[1:], config_name, config_dir)
     except DfkdError as exc:
         report(exc)
@@ -219,8 +207,9 @@ def hydra_entry(run, config_name: str, *, config_path: str = CONF_PATH, check_gr
 
     ``main`` is the ``@hydra.main`` task (``guarded``: a :class:`~dfkd.errors.DfkdError` is one line and exit 2);
     ``cli`` the console command, which checks the command line's keys first, and its group options unless
-    ``check_groups`` is false (an entry with its own primary config folder, whose groups are not ours). Hydra names the job, and so its log file,
-    after the module that defines ``run``, as it did when each module decorated its own ``main``.
+    ``check_groups`` is false (an entry with its own primary config folder, whose groups are not ours). Hydra
+    names the job, and so its log file, after the module that defines ``run``, as it did when each module
+    decorated its own ``main``.
     """
 
     def task(cfg: dict):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 
-
 from dfkd.cli import hydra_entry
 from dfkd.cell import run_cell
 from dfkd.settings import settings_from_dict

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 
-
 from dfkd.cli import hydra_entry
 from dfkd.cell import run_teachers
 from dfkd.settings import settings_from_dict

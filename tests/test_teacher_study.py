@@ -231,11 +231,12 @@ def test_committed_table5_matched_run_is_what_its_records_and_preset_say(tmp_pat
         pytest.skip("table5_matched not committed yet")
     records = sorted((run / "records").rglob("seed*.json"))
     assert len(records) == 15  # 3 methods x 5 runs
+    settings = {method: tiny_settings(tmp_path, data_mirror, ["experiment=table5_matched", "teacher=cnn10_same",
+                                                               "teacher.label_dropout=false", f"variant={method}"])
+                for method in {path.parent.name for path in records}}
     for path in records:
         rec = json.loads(path.read_text())
-        method = path.parent.name
-        s = tiny_settings(tmp_path, data_mirror, ["experiment=table5_matched", "teacher=cnn10_same",
-                                                  "teacher.label_dropout=false", f"variant={method}"])
+        s = settings[path.parent.name]
         assert rec["experiment"] == "table5_matched" and rec["teacher_key"] == s.teacher_key(), path
         assert rec["config_hash"] == cell_hash(s, rec["seed"], rec["batch_size"]), path
     assert report_main(["--records", str(run / "records"), "--out", str(tmp_path / "t"), "--tables", "table5"]) == 0
